@@ -1,0 +1,125 @@
+#include <cmath>
+
+#include "autotest/cpp/test_support.h"
+#include "codecs/registry.h"
+
+namespace nsat {
+namespace {
+
+using test::readScene;
+
+std::unique_ptr<Codec> makeCodec(const std::string& name, const CodecOptions& options = {}) {
+  const CodecDescriptor* descriptor = findCodec(name);
+  EXPECT_NE(descriptor, nullptr);
+  return descriptor->create(descriptor->parametersFromOptions(options));
+}
+
+std::vector<uint8_t> roundTrip(const Codec& codec, const test::Scene& scene,
+                               size_t* encodedSize = nullptr) {
+  const auto bytes = codec.encode(scene.shape, scene.pixels.data());
+  if (encodedSize) *encodedSize = bytes.size();
+  std::vector<uint8_t> decoded(scene.shape.byteCount());
+  codec.decode(scene.shape, bytes.data(), bytes.size(), decoded.data());
+  return decoded;
+}
+
+struct LosslessCase {
+  const char* file;
+  DataType type;
+  GDALDataType gdalType;
+};
+
+class LosslessRoundTrip : public ::testing::TestWithParam<LosslessCase> {};
+
+// Bit-exact for every stored type, on real scenes, with an odd-sized (edge) tile.
+TEST_P(LosslessRoundTrip, IsBitExactAndCompresses) {
+  const auto& param = GetParam();
+  const auto scene = readScene(param.file, param.type, param.gdalType, 3, 5, 61, 47);
+  const auto codec = makeCodec("LOSSLESS");
+  size_t encoded = 0;
+  EXPECT_EQ(roundTrip(*codec, scene, &encoded), scene.pixels);
+  EXPECT_LT(encoded, scene.pixels.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    RealScenes, LosslessRoundTrip,
+    ::testing::Values(LosslessCase{"landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte},
+                      LosslessCase{"landsat8_b4_uint16.tif", DataType::UInt16, GDT_UInt16},
+                      LosslessCase{"landsat_int16_custom_crs.tif", DataType::Int16, GDT_Int16},
+                      LosslessCase{"eurosat_ms_residential.tif", DataType::UInt32, GDT_UInt32},
+                      LosslessCase{"eurosat_ms_residential.tif", DataType::Int32, GDT_Int32},
+                      LosslessCase{"s1_grd_vv_db_float32.tif", DataType::Float32, GDT_Float32},
+                      LosslessCase{"s1_grd_vv_db_float32.tif", DataType::Float64, GDT_Float64}),
+    [](const ::testing::TestParamInfo<LosslessCase>& info) {
+      std::string file = info.param.file;
+      file = file.substr(0, file.find('.'));
+      return file + "_as_" + dataTypeName(info.param.type);
+    });
+
+TEST(LosslessCodec, KeepsNanBitPatterns) {
+  std::vector<float> samples = {1.5f, std::nanf(""), -0.0f, INFINITY, 3.25f, -INFINITY};
+  const TileShape shape{3, 2, 1, DataType::Float32};
+  const auto codec = makeCodec("LOSSLESS");
+  const auto bytes = codec->encode(shape, samples.data());
+  std::vector<float> decoded(samples.size());
+  codec->decode(shape, bytes.data(), bytes.size(), decoded.data());
+  EXPECT_EQ(std::memcmp(decoded.data(), samples.data(), samples.size() * sizeof(float)), 0);
+}
+
+TEST(JpegCodec, RgbQualityControlsSizeAndFidelity) {
+  const auto scene = readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 300, 300, 256,
+                               200);
+  size_t smallSize = 0, largeSize = 0;
+  const auto low = roundTrip(*makeCodec("JPEG", {{"QUALITY", "30"}}), scene, &smallSize);
+  const auto high = roundTrip(*makeCodec("JPEG", {{"QUALITY", "95"}}), scene, &largeSize);
+  EXPECT_LT(smallSize, largeSize);
+  EXPECT_GT(test::psnr8(scene.pixels, high), test::psnr8(scene.pixels, low));
+  // Thresholds measured on this cloudy 300 m window (33.8 / 23.0 dB with 4:2:0).
+  EXPECT_GT(test::psnr8(scene.pixels, high), 32.5);
+  EXPECT_GT(test::psnr8(scene.pixels, low), 22.0);
+  const auto full = roundTrip(
+      *makeCodec("JPEG", {{"QUALITY", "95"}, {"CHROMA_SUBSAMPLING", "444"}}), scene);
+  EXPECT_GT(test::psnr8(scene.pixels, full), test::psnr8(scene.pixels, high));
+}
+
+TEST(JpegCodec, FourBandsAreCodedBandByBand) {
+  const auto scene = readScene("naip_4band_byte.tif", DataType::Byte, GDT_Byte, 100, 100, 130,
+                               77);
+  const auto decoded = roundTrip(*makeCodec("JPEG", {{"QUALITY", "90"}}), scene);
+  EXPECT_GT(test::psnr8(scene.pixels, decoded), 35.0);
+}
+
+TEST(JpegCodec, RejectsNonByteDataAndBadOptions) {
+  const CodecDescriptor* jpeg = findCodec("jpeg");
+  ASSERT_NE(jpeg, nullptr);
+  EXPECT_FALSE(jpeg->rejectReason(DataType::UInt16, 1).empty());
+  EXPECT_TRUE(jpeg->rejectReason(DataType::Byte, 5).empty());
+  EXPECT_THROW(jpeg->parametersFromOptions({{"QUALITY", "101"}}), Error);
+  EXPECT_THROW(jpeg->parametersFromOptions({{"QUALITY", "high"}}), Error);
+  EXPECT_THROW(jpeg->create({{"quality", 0}}), Error);
+  EXPECT_EQ(codecNames(DataType::Float32, 1), "LOSSLESS");
+}
+
+// Corrupt payloads raise nsat::Error: never a crash, never silent garbage.
+TEST(Codecs, CorruptPayloadsAreErrors) {
+  const auto scene = readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 200, 200, 64,
+                               64);
+  for (const char* name : {"LOSSLESS", "JPEG"}) {
+    const auto codec = makeCodec(name);
+    auto bytes = codec->encode(scene.shape, scene.pixels.data());
+    std::vector<uint8_t> out(scene.shape.byteCount());
+    const std::vector<uint8_t> truncated(bytes.begin(), bytes.begin() + bytes.size() / 2);
+    EXPECT_THROW(codec->decode(scene.shape, truncated.data(), truncated.size(), out.data()),
+                 Error)
+        << name;
+    EXPECT_THROW(codec->decode(scene.shape, bytes.data(), 3, out.data()), Error) << name;
+    TileShape wrongShape = scene.shape;
+    wrongShape.width = 32;
+    std::vector<uint8_t> wrongOut(wrongShape.byteCount());
+    EXPECT_THROW(codec->decode(wrongShape, bytes.data(), bytes.size(), wrongOut.data()), Error)
+        << name;
+  }
+}
+
+}  // namespace
+}  // namespace nsat

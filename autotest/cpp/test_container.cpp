@@ -1,0 +1,190 @@
+#include <cmath>
+
+#include <cpl_vsi.h>
+
+#include "autotest/cpp/test_support.h"
+#include "codecs/registry.h"
+#include "container/byte_order.h"
+#include "container/container_file.h"
+#include "container/tile_payload.h"
+
+namespace nsat {
+namespace {
+
+Header sampleHeader() {
+  Header header;
+  header.width = 300;
+  header.height = 200;
+  header.bands = 2;
+  header.type = DataType::UInt16;
+  header.blockWidth = header.blockHeight = 128;
+  header.levels = {{300, 200}, {150, 100}};
+  header.codecName = "LOSSLESS";
+  header.codecParameters = {{"predictor", "horizontal"}, {"zstd_level", 3}};
+  header.nodata = {std::optional<double>(0.0), std::nullopt};
+  header.georeferencing = {{"geotransform", {10.0, 30.0, 0.0, 50.0, 0.0, -30.0}}};
+  return header;
+}
+
+std::vector<uint8_t> fileBytes(const std::string& path) {
+  vsi_l_offset size = 0;
+  GByte* data = VSIGetMemFileBuffer(path.c_str(), &size, FALSE);
+  return std::vector<uint8_t>(data, data + size);
+}
+
+void putFile(const std::string& path, const std::vector<uint8_t>& bytes) {
+  VSILFILE* file = VSIFOpenL(path.c_str(), "wb");
+  VSIFWriteL(bytes.data(), 1, bytes.size(), file);
+  VSIFCloseL(file);
+}
+
+// Writes a small two-level file with recognisable tile payloads.
+std::string writeSample(const std::string& path) {
+  ContainerWriter writer(path, sampleHeader());
+  const Header& header = writer.header();
+  for (int level = 0; level < 2; ++level)
+    for (int y = 0; y < header.tilesDown(level); ++y)
+      for (int x = 0; x < header.tilesAcross(level); ++x)
+        writer.writeTile(level, x, y, {uint8_t(level), uint8_t(x), uint8_t(y), 42});
+  writer.commit();
+  return path;
+}
+
+TEST(Header, JsonRoundTripKeepsEveryField) {
+  Header header = sampleHeader();
+  header.nodata[1] = std::nan("");
+  header.models = {{"multirate-rgb", std::string(64, 'a')}};
+  const Header back = Header::fromJson(header.toJson());
+  EXPECT_EQ(back.toJson(), header.toJson());
+  EXPECT_TRUE(std::isnan(*back.nodata[1]));
+  EXPECT_EQ(back.tilesAcross(0), 3);
+  EXPECT_EQ(back.tilesDown(0), 2);
+  EXPECT_EQ(back.tileShape(0, 2, 1).width, 300 - 256);
+  EXPECT_EQ(back.tileShape(0, 2, 1).height, 200 - 128);
+}
+
+TEST(Header, SanityLimitsRejectHostileValues) {
+  auto mutate = [](auto change) {
+    nlohmann::json json = sampleHeader().toJson();
+    change(json);
+    return json;
+  };
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j["raster"]["width"] = -5; })), Error);
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j["raster"]["bands"] = 70000; })), Error);
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j["raster"]["block_width"] = 1 << 20; })),
+               Error);
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j["raster"]["data_type"] = "CInt16"; })),
+               Error);
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j["levels"][1] = {400, 100}; })), Error);
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j["nodata"] = {1}; })), Error);
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j.erase("codec"); })), Error);
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) { j["raster"]["width"] = "wide"; })), Error);
+  // 4096 x 4096 tiles of 65535 Float64 bands would be a 8 TiB allocation per tile.
+  EXPECT_THROW(Header::fromJson(mutate([](auto& j) {
+                 j["raster"]["bands"] = 65535;
+                 j["raster"]["block_width"] = j["raster"]["block_height"] = 4096;
+               })),
+               Error);
+}
+
+TEST(Container, WriteThenReadEveryTile) {
+  const auto path = writeSample("/vsimem/container_roundtrip.nsat");
+  const auto reader = ContainerReader::open(path);
+  EXPECT_EQ(reader->header().toJson(), sampleHeader().toJson());
+  EXPECT_EQ(reader->readTile(0, 2, 1), (std::vector<uint8_t>{0, 2, 1, 42}));
+  EXPECT_EQ(reader->readTile(1, 1, 0), (std::vector<uint8_t>{1, 1, 0, 42}));
+  EXPECT_EQ(reader->levelPayloadBytes(0), 6u * 4u);
+  EXPECT_THROW(reader->readTile(0, 3, 0), Error);
+  EXPECT_THROW(reader->readTile(2, 0, 0), Error);
+  VSIUnlink(path.c_str());
+}
+
+TEST(Container, TargetAppearsOnlyOnCommit) {
+  const std::string path = "/vsimem/container_abort.nsat";
+  {
+    ContainerWriter writer(path, sampleHeader());
+    writer.writeTile(0, 0, 0, {1, 2, 3});
+    VSIStatBufL stat;
+    EXPECT_NE(VSIStatL(path.c_str(), &stat), 0);
+  }  // destroyed without commit: the temporary file goes too
+  char** files = VSIReadDir("/vsimem/");
+  for (char** file = files; file && *file; ++file) {
+    EXPECT_EQ(std::string(*file).find("container_abort"), std::string::npos) << *file;
+  }
+  CSLDestroy(files);
+}
+
+TEST(Container, CorruptionIsDetected) {
+  const auto good = fileBytes(writeSample("/vsimem/container_good.nsat"));
+  const std::string bad = "/vsimem/container_bad.nsat";
+  auto expectOpenFails = [&](std::vector<uint8_t> bytes, const char* what) {
+    putFile(bad, bytes);
+    EXPECT_THROW(ContainerReader::open(bad), Error) << what;
+  };
+  auto flip = [&](size_t offset) {
+    auto bytes = good;
+    bytes[offset] ^= 0x40;
+    return bytes;
+  };
+  expectOpenFails(flip(1), "magic");
+  expectOpenFails(flip(40), "header byte");
+  const size_t headerSize = getLE(good.data() + 12, 4);
+  expectOpenFails(flip(kPreambleSize + headerSize + 3), "index byte");
+  expectOpenFails(std::vector<uint8_t>(good.begin(), good.begin() + 20), "short preamble");
+  expectOpenFails(std::vector<uint8_t>(good.begin(), good.begin() + 100), "short header");
+  expectOpenFails(std::vector<uint8_t>(good.begin(), good.end() - 5), "truncated tiles");
+  auto huge = good;
+  putLE(huge.data() + 12, 0xFFFFFFFF, 4);
+  expectOpenFails(huge, "huge header size");
+  auto future = good;
+  putLE(future.data() + 8, 2, 2);
+  expectOpenFails(future, "format version 2");
+
+  // A flipped payload byte opens fine but fails that tile's CRC.
+  putFile(bad, flip(good.size() - 2));
+  const auto reader = ContainerReader::open(bad);
+  EXPECT_THROW(reader->readTile(1, 1, 0), Error);
+  EXPECT_NO_THROW(reader->readTile(0, 0, 0));
+  VSIUnlink(bad.c_str());
+}
+
+TEST(Crc32, MatchesTheStandardCheckValue) {
+  const std::string text = "123456789";
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0xCBF43926u);
+}
+
+// The Landsat 7 scene's rotated collar is nodata 0: JPEG smears it, the mask must not.
+TEST(TilePayload, LossyCodecKeepsNodataExact) {
+  const auto scene =
+      test::readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 0, 0, 256, 256);
+  const std::vector<std::optional<double>> nodata(3, 0.0);
+  const CodecDescriptor* jpeg = findCodec("JPEG");
+  const auto codec = jpeg->create(jpeg->parametersFromOptions({{"QUALITY", "40"}}));
+  const auto payload = encodeTilePayload(*codec, scene.shape, scene.pixels.data(), nodata);
+  std::vector<uint8_t> decoded(scene.shape.byteCount());
+  decodeTilePayload(*codec, scene.shape, payload.data(), payload.size(), nodata, decoded.data());
+  size_t collar = 0;
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    ASSERT_EQ(scene.pixels[i] == 0, decoded[i] == 0) << "sample " << i;
+    collar += scene.pixels[i] == 0;
+  }
+  EXPECT_GT(collar, decoded.size() / 10);  // the window really holds collar
+}
+
+TEST(TilePayload, AllNodataTileIsOneByte) {
+  const TileShape shape{64, 64, 2, DataType::Float32};
+  std::vector<float> pixels(shape.pixelsPerBand() * 2, -99.0f);
+  const std::vector<std::optional<double>> nodata(2, -99.0);
+  const CodecDescriptor* lossless = findCodec("LOSSLESS");
+  const auto codec = lossless->create(lossless->parametersFromOptions({}));
+  const auto payload = encodeTilePayload(*codec, shape, pixels.data(), nodata);
+  EXPECT_EQ(payload.size(), 1u);
+  std::vector<float> decoded(pixels.size(), 0.0f);
+  decodeTilePayload(*codec, shape, payload.data(), payload.size(), nodata, decoded.data());
+  EXPECT_EQ(decoded, pixels);
+  const uint8_t badFlags[] = {0x80};
+  EXPECT_THROW(decodeTilePayload(*codec, shape, badFlags, 1, nodata, decoded.data()), Error);
+}
+
+}  // namespace
+}  // namespace nsat

@@ -1,0 +1,44 @@
+"""Shared fixtures: every test runs GDAL (Python bindings and command-line tools)
+with the freshly built NSAT plugin, on the real scenes in autotest/data."""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DATA = ROOT / "autotest" / "data"
+# scripts/test.sh points this at its build tree; default: ./build
+PLUGIN_DIR = pathlib.Path(os.environ.get("NSAT_PLUGIN_DIR", ROOT / "build"))
+
+if not (PLUGIN_DIR / "gdal_NSAT.so").exists():
+    raise RuntimeError(f"gdal_NSAT.so not found in {PLUGIN_DIR}: build first or set NSAT_PLUGIN_DIR")
+
+# Must be set before osgeo.gdal / rasterio load their drivers.
+os.environ["GDAL_DRIVER_PATH"] = str(PLUGIN_DIR)
+os.environ.setdefault("CPL_DEBUG", "OFF")
+
+from osgeo import gdal  # noqa: E402
+
+gdal.UseExceptions()
+gdal.AllRegister()
+
+
+def data(name: str) -> str:
+    return str(DATA / name)
+
+
+def run_gdal(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs a GDAL command-line tool with the plugin; returns stdout/stderr as text."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                            env=os.environ.copy(), timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def nsat_driver():
+    driver = gdal.GetDriverByName("NSAT")
+    assert driver is not None, "the NSAT plugin did not register"
+    return driver

@@ -1,0 +1,76 @@
+// The one interface every NSAT codec implements.
+//
+// A codec turns one tile (all bands, planar, typed) into bytes and back. It knows
+// nothing of GDAL datasets or of the file layout: the container frames its payload
+// (nodata mask, CRC, offsets) and the driver feeds it pixels.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace nsat {
+
+// Any failure inside the core (corrupt data, bad option, codec error). The driver
+// turns it into a CPLError at the GDAL boundary; it never escapes to C callers.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class DataType { Byte, UInt16, Int16, UInt32, Int32, Float32, Float64 };
+
+size_t dataTypeSize(DataType type);
+const char* dataTypeName(DataType type);
+// Throws nsat::Error for names that are not one of ours.
+DataType dataTypeFromName(const std::string& name);
+bool isFloatingPoint(DataType type);
+
+// Shape of one tile as handed to a codec. Pixels are planar: band-major, then rows,
+// then columns, native endianness, `dataTypeSize(type)` bytes each.
+struct TileShape {
+  int width = 0;
+  int height = 0;
+  int bands = 0;
+  DataType type = DataType::Byte;
+
+  size_t pixelsPerBand() const { return static_cast<size_t>(width) * height; }
+  size_t bytesPerBand() const { return pixelsPerBand() * dataTypeSize(type); }
+  size_t byteCount() const { return bytesPerBand() * bands; }
+};
+
+// A weight file a codec depends on; stored in every file that uses it so that a
+// file is never decoded with a model other than the one that wrote it.
+struct ModelRef {
+  std::string id;
+  std::string sha256;
+};
+
+// Creation options addressed to the codec (QUALITY, ZSTD_LEVEL, ...), keys upper-case.
+using CodecOptions = std::map<std::string, std::string>;
+
+class Codec {
+ public:
+  virtual ~Codec() = default;
+
+  virtual std::string name() const = 0;
+  // Lossy codecs get a lossless nodata mask next to their payload (see container/).
+  virtual bool isLossless() const = 0;
+  // Everything the decoder needs to rebuild this codec; stored in the file header.
+  virtual nlohmann::json parameters() const = 0;
+  virtual std::vector<ModelRef> models() const { return {}; }
+
+  // Both calls must be safe to run concurrently on one instance: no mutable state.
+  virtual std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const = 0;
+  // `pixels` holds shape.byteCount() bytes. Throws nsat::Error on corrupt input.
+  virtual void decode(const TileShape& shape, const uint8_t* data, size_t size,
+                      void* pixels) const = 0;
+};
+
+}  // namespace nsat

@@ -1,0 +1,228 @@
+#include "codecs/jpeg_codec.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <jpeglib.h>
+
+namespace nsat {
+
+namespace {
+
+constexpr int kDefaultQuality = 75;
+
+// libjpeg reports errors through a callback that must not return: we jump back to
+// the caller, which turns the message into an nsat::Error.
+struct ErrorJump {
+  jpeg_error_mgr manager;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void jumpOnError(j_common_ptr info) {
+  auto* self = reinterpret_cast<ErrorJump*>(info->err);
+  info->err->format_message(info, self->message);
+  std::longjmp(self->jump, 1);
+}
+
+// A corrupt stream often only warns ("premature end of data") and returns grey:
+// treat every warning as an error so that no damaged tile decodes silently.
+void jumpOnWarning(j_common_ptr info, int level) {
+  if (level < 0) jumpOnError(info);
+}
+
+void installErrorJump(ErrorJump& error) {
+  jpeg_std_error(&error.manager);
+  error.manager.error_exit = jumpOnError;
+  error.manager.emit_message = jumpOnWarning;
+  error.message[0] = '\0';
+}
+
+// Interleaves `count` planes of width*height bytes, or splits them back.
+void interleave(const uint8_t* planar, int pixels, int count, uint8_t* interleaved) {
+  for (int i = 0; i < pixels; ++i)
+    for (int c = 0; c < count; ++c) interleaved[i * count + c] = planar[c * pixels + i];
+}
+
+void deinterleave(const uint8_t* interleaved, int pixels, int count, uint8_t* planar) {
+  for (int i = 0; i < pixels; ++i)
+    for (int c = 0; c < count; ++c) planar[c * pixels + i] = interleaved[i * count + c];
+}
+
+uint32_t readU32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+void appendU32(std::vector<uint8_t>& out, uint32_t value) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+
+class JpegCodec final : public Codec {
+ public:
+  JpegCodec(int quality, bool subsampleChroma)
+      : quality_(quality), subsampleChroma_(subsampleChroma) {}
+
+  std::string name() const override { return "JPEG"; }
+  bool isLossless() const override { return false; }
+  nlohmann::json parameters() const override {
+    return {{"quality", quality_}, {"chroma_subsampling", subsampleChroma_ ? "420" : "444"}};
+  }
+
+  // One stream for 1 or 3 bands; otherwise [u32 band count][u32 size per band][streams].
+  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const override {
+    const auto* planes = static_cast<const uint8_t*>(pixels);
+    const int count = static_cast<int>(shape.pixelsPerBand());
+    if (shape.bands == 1 || shape.bands == 3) {
+      std::vector<uint8_t> interleaved(shape.byteCount());
+      interleave(planes, count, shape.bands, interleaved.data());
+      return compressJpeg(interleaved.data(), shape.width, shape.height, shape.bands, quality_,
+                          subsampleChroma_);
+    }
+    std::vector<std::vector<uint8_t>> streams;
+    for (int band = 0; band < shape.bands; ++band) {
+      streams.push_back(compressJpeg(planes + static_cast<size_t>(band) * count, shape.width,
+                                     shape.height, 1, quality_, false));
+    }
+    std::vector<uint8_t> out;
+    appendU32(out, static_cast<uint32_t>(shape.bands));
+    for (const auto& stream : streams) appendU32(out, static_cast<uint32_t>(stream.size()));
+    for (const auto& stream : streams) out.insert(out.end(), stream.begin(), stream.end());
+    return out;
+  }
+
+  void decode(const TileShape& shape, const uint8_t* data, size_t size,
+              void* pixels) const override {
+    auto* planes = static_cast<uint8_t*>(pixels);
+    const int count = static_cast<int>(shape.pixelsPerBand());
+    if (shape.bands == 1 || shape.bands == 3) {
+      std::vector<uint8_t> interleaved(shape.byteCount());
+      decompressJpeg(data, size, shape.width, shape.height, shape.bands, interleaved.data());
+      deinterleave(interleaved.data(), count, shape.bands, planes);
+      return;
+    }
+    const size_t tableSize = 4 * (1 + static_cast<size_t>(shape.bands));
+    if (size < tableSize || readU32(data) != static_cast<uint32_t>(shape.bands)) {
+      throw Error("JPEG tile is corrupt: bad band table");
+    }
+    size_t offset = tableSize;
+    for (int band = 0; band < shape.bands; ++band) {
+      const size_t length = readU32(data + 4 * (1 + band));
+      if (length > size - offset) throw Error("JPEG tile is corrupt: band stream truncated");
+      decompressJpeg(data + offset, length, shape.width, shape.height, 1,
+                     planes + static_cast<size_t>(band) * count);
+      offset += length;
+    }
+  }
+
+ private:
+  int quality_;
+  bool subsampleChroma_;
+};
+
+}  // namespace
+
+std::vector<uint8_t> compressJpeg(const uint8_t* interleaved, int width, int height,
+                                  int components, int quality, bool subsampleChroma) {
+  jpeg_compress_struct info;
+  ErrorJump error;
+  // Owned by libjpeg's memory destination; freed on both paths below.
+  unsigned char* buffer = nullptr;
+  unsigned long bufferSize = 0;
+  info.err = &error.manager;
+  installErrorJump(error);
+  if (setjmp(error.jump)) {
+    jpeg_destroy_compress(&info);
+    std::free(buffer);
+    throw Error(std::string("JPEG compression failed: ") + error.message);
+  }
+  jpeg_create_compress(&info);
+  jpeg_mem_dest(&info, &buffer, &bufferSize);
+  info.image_width = static_cast<JDIMENSION>(width);
+  info.image_height = static_cast<JDIMENSION>(height);
+  info.input_components = components;
+  info.in_color_space = components == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  jpeg_set_defaults(&info);
+  jpeg_set_quality(&info, quality, TRUE);
+  if (components == 3 && !subsampleChroma) {
+    for (int c = 0; c < 3; ++c) {
+      info.comp_info[c].h_samp_factor = 1;
+      info.comp_info[c].v_samp_factor = 1;
+    }
+  }
+  // Optimised Huffman tables: a few percent smaller for the same pixels.
+  info.optimize_coding = TRUE;
+  jpeg_start_compress(&info, TRUE);
+  const size_t stride = static_cast<size_t>(width) * components;
+  while (info.next_scanline < info.image_height) {
+    JSAMPROW row = const_cast<JSAMPROW>(interleaved + info.next_scanline * stride);
+    jpeg_write_scanlines(&info, &row, 1);
+  }
+  jpeg_finish_compress(&info);
+  std::vector<uint8_t> out(buffer, buffer + bufferSize);
+  jpeg_destroy_compress(&info);
+  std::free(buffer);
+  return out;
+}
+
+void decompressJpeg(const uint8_t* data, size_t size, int width, int height, int components,
+                    uint8_t* interleaved) {
+  jpeg_decompress_struct info;
+  ErrorJump error;
+  info.err = &error.manager;
+  installErrorJump(error);
+  if (setjmp(error.jump)) {
+    jpeg_destroy_decompress(&info);
+    throw Error(std::string("JPEG tile is corrupt: ") + error.message);
+  }
+  jpeg_create_decompress(&info);
+  jpeg_mem_src(&info, data, static_cast<unsigned long>(size));
+  jpeg_read_header(&info, TRUE);
+  info.out_color_space = components == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  jpeg_start_decompress(&info);
+  if (static_cast<int>(info.output_width) != width ||
+      static_cast<int>(info.output_height) != height ||
+      info.output_components != components) {
+    jpeg_destroy_decompress(&info);
+    throw Error("JPEG tile is corrupt: its size does not match the tile");
+  }
+  const size_t stride = static_cast<size_t>(width) * components;
+  while (info.output_scanline < info.output_height) {
+    JSAMPROW row = interleaved + info.output_scanline * stride;
+    jpeg_read_scanlines(&info, &row, 1);
+  }
+  jpeg_finish_decompress(&info);
+  jpeg_destroy_decompress(&info);
+}
+
+CodecDescriptor jpegCodecDescriptor() {
+  CodecDescriptor descriptor;
+  descriptor.name = "JPEG";
+  descriptor.description = "libjpeg-turbo, Byte data (1/3 bands as one image, others per band)";
+  descriptor.optionNames = {"QUALITY", "CHROMA_SUBSAMPLING"};
+  descriptor.rejectReason = [](DataType type, int) {
+    return type == DataType::Byte ? std::string()
+                                  : std::string("JPEG codes 8-bit (Byte) data only");
+  };
+  descriptor.parametersFromOptions = [](const CodecOptions& options) {
+    const int quality = intOption(options, "QUALITY", kDefaultQuality, 1, 100);
+    const auto found = options.find("CHROMA_SUBSAMPLING");
+    const std::string sampling = found == options.end() ? "420" : found->second;
+    if (sampling != "420" && sampling != "444") {
+      throw Error("CHROMA_SUBSAMPLING=" + sampling + " is invalid: expected 420 or 444");
+    }
+    return JpegCodec(quality, sampling == "420").parameters();
+  };
+  descriptor.create = [](const nlohmann::json& params) -> std::unique_ptr<Codec> {
+    const int quality = params.value("quality", -1);
+    const std::string sampling = params.value("chroma_subsampling", std::string());
+    if (quality < 1 || quality > 100 || (sampling != "420" && sampling != "444")) {
+      throw Error("JPEG parameters not understood: " + params.dump());
+    }
+    return std::make_unique<JpegCodec>(quality, sampling == "420");
+  };
+  return descriptor;
+}
+
+}  // namespace nsat

@@ -1,0 +1,22 @@
+// What NSAT keeps of a scene besides its pixels: georeferencing (geotransform, CRS
+// as WKT2, GCPs and their CRS), per-band nodata, description, colour interpretation,
+// scale/offset, unit, colour table and metadata, and the dataset's metadata domains.
+// Converts between GDAL objects and the header's JSON (container/FORMAT.md).
+#pragma once
+
+#include <gdal_pam.h>
+#include <gdal_priv.h>
+
+#include "container/header.h"
+
+namespace nsat {
+
+// Fills header.nodata, georeferencing, bandDescriptions and metadataDomains.
+void describeScene(GDALDataset& source, Header& header);
+
+// Applies the header's description through GDAL's PAM setters, which the dataset's
+// getters then report. The caller clears the PAM dirty flag afterwards so that
+// opening a file never writes an .aux.xml next to it.
+void applySceneDescription(const Header& header, GDALPamDataset& dataset);
+
+}  // namespace nsat

@@ -1,0 +1,59 @@
+#!/usr/bin/python3
+"""Writes the golden .nsat files in autotest/golden/ and the MD5 of their decoded pixels.
+
+Run only when the format version changes on purpose: the golden files prove that every
+later build still reads, bit for bit, what earlier builds wrote.
+Usage: NSAT_PLUGIN_DIR=build scripts/make_golden.py
+"""
+import hashlib
+import json
+import os
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+os.environ["GDAL_DRIVER_PATH"] = os.environ.get("NSAT_PLUGIN_DIR", str(ROOT / "build"))
+from osgeo import gdal  # noqa: E402
+
+gdal.UseExceptions()
+
+# name: (source in autotest/data, source window [x, y, w, h] or None, creation options)
+GOLDEN = {
+    "eurosat_ms_lossless.nsat": ("eurosat_ms_residential.tif", None,
+                                 ["CODEC=LOSSLESS", "BLOCKSIZE=32"]),
+    "landsat7_collar_jpeg.nsat": ("landsat7_rgb_byte.tif", [0, 0, 300, 200],
+                                  ["CODEC=JPEG", "QUALITY=80", "BLOCKSIZE=128"]),
+    "s1_db_float32_lossless.nsat": ("s1_grd_vv_db_float32.tif", None,
+                                    ["CODEC=LOSSLESS", "BLOCKSIZE=64"]),
+    "s1_gcps_overviews_lossless.nsat": ("s1_grd_gcps_uint16.tif", [0, 0, 700, 600],
+                                        ["CODEC=LOSSLESS", "BLOCKSIZE=256"]),
+}
+
+
+def pixel_md5(path):
+    """MD5 of every level's pixels (band-sequential, native types)."""
+    dataset = gdal.Open(path)
+    digest = hashlib.md5()
+    for index in range(1, dataset.RasterCount + 1):
+        band = dataset.GetRasterBand(index)
+        digest.update(band.ReadRaster())
+        for level in range(band.GetOverviewCount()):
+            digest.update(band.GetOverview(level).ReadRaster())
+    return digest.hexdigest()
+
+
+def main():
+    out = ROOT / "autotest" / "golden"
+    out.mkdir(exist_ok=True)
+    manifest = {}
+    for name, (source, window, options) in GOLDEN.items():
+        target = str(out / name)
+        gdal.Translate(target, str(ROOT / "autotest" / "data" / source), format="NSAT",
+                       srcWin=window, creationOptions=options)
+        manifest[name] = {"source": source, "window": window, "options": options,
+                          "pixels_md5": pixel_md5(target)}
+    (out / "golden.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(manifest, indent=2))
+
+
+if __name__ == "__main__":
+    main()
