@@ -46,6 +46,7 @@ JPEG_SCENES = [
     ("naip_4band_byte.tif", [1, 2, 3]),
 ]
 JPEG_QUALITIES = [75, 90]
+LOAD_AT_START = (0.0, 0.0, 0.0)
 TILING = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"]
 
 
@@ -57,6 +58,8 @@ def parse_args():
                         help="directory holding gdal_NSAT.so (default: build/)")
     parser.add_argument("--data", default=os.path.join(REPO, "autotest", "data"))
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed runs before the timed ones (first runs pay page faults)")
     parser.add_argument("--tmpdir", default=None, help="where the encoded files go (default: system temp)")
     return parser.parse_args()
 
@@ -75,16 +78,6 @@ gdal.SetConfigOption("GDAL_NUM_THREADS", "1")
 gdal.SetConfigOption("GDAL_CACHEMAX", "64")  # MB; datasets are reopened per decode run anyway
 
 
-def median_time(fn, repeat):
-    times = []
-    result = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
 def remove_dataset(path):
     if os.path.exists(path):
         try:
@@ -96,25 +89,57 @@ def remove_dataset(path):
             os.remove(leftover)
 
 
-def encode(src, path, fmt, options, repeat):
-    """Median encode seconds of gdal.Translate(src -> path)."""
-    def run():
-        remove_dataset(path)
-        ds = gdal.Translate(path, src, format=fmt, creationOptions=options)
-        ds = None  # flush and close inside the timed region
-        return os.path.getsize(path)
-    seconds, size = median_time(run, repeat)
-    return seconds, size
+def timed_encode(src, path, fmt, options):
+    """Seconds and output bytes of one gdal.Translate(src -> path), closing included."""
+    remove_dataset(path)
+    t0 = time.perf_counter()
+    ds = gdal.Translate(path, src, format=fmt, creationOptions=options)
+    ds = None  # flush and close inside the timed region
+    seconds = time.perf_counter() - t0
+    return seconds, os.path.getsize(path)
 
 
-def decode(path, repeat):
-    """Median seconds of open + full ReadAsArray; returns the last array too."""
-    def run():
-        ds = gdal.Open(path)
-        array = ds.ReadAsArray()
-        ds = None
-        return array
-    return median_time(run, repeat)
+def timed_decode(path):
+    """Seconds of open + full ReadAsArray on a freshly opened dataset, and the array."""
+    t0 = time.perf_counter()
+    ds = gdal.Open(path)
+    array = ds.ReadAsArray()
+    ds = None
+    seconds = time.perf_counter() - t0
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    return seconds, array
+
+
+def measure(src, configs, tmp, prefix):
+    """Encodes and decodes every config in interleaved rounds (so machine drift hits
+    all configs alike): ARGS.warmup untimed rounds, then ARGS.repeat timed ones.
+    Returns, per config, median encode/decode seconds, size and the decoded array."""
+    out = []
+    for name, fmt, ext, options in configs:
+        path = os.path.join(tmp, prefix + "_" + "".join(c if c.isalnum() else "_" for c in name) + ext)
+        out.append(dict(name=name, fmt=fmt, options=options, path=path, enc=[], dec=[], sizes=set()))
+    # Encode rounds first, then decode rounds on the last written files.
+    for round_index in range(ARGS.warmup + ARGS.repeat):
+        for entry in out:
+            enc_s, size = timed_encode(src, entry["path"], entry["fmt"], entry["options"])
+            entry["sizes"].add(size)
+            if round_index >= ARGS.warmup:
+                entry["enc"].append(enc_s)
+    for round_index in range(ARGS.warmup + ARGS.repeat):
+        for entry in out:
+            dec_s, entry["array"] = timed_decode(entry["path"])
+            if round_index >= ARGS.warmup:
+                entry["dec"].append(dec_s)
+    for entry in out:
+        remove_dataset(entry["path"])
+        if len(entry["sizes"]) != 1:
+            print(f"WARNING: {prefix} {entry['name']}: output size differs between runs: "
+                  f"{sorted(entry['sizes'])}", file=sys.stderr)
+        entry["size"] = max(entry["sizes"])
+        entry["enc"] = statistics.median(entry["enc"])
+        entry["dec"] = statistics.median(entry["dec"])
+    return out
 
 
 def same_bits(a, b):
@@ -135,17 +160,18 @@ def predictor_for(data_type):
 
 
 def lossless_configs(data_type):
+    """(name, driver, extension, creation options)"""
     pred = predictor_for(data_type)
     nsat = ["CODEC=LOSSLESS", "OVERVIEWS=NONE", "NUM_THREADS=1", "BLOCKSIZE=256"]
     return [
-        ("NSAT LOSSLESS (ZSTD_LEVEL default)", "NSAT", ".nsat", nsat, True),
-        ("NSAT LOSSLESS ZSTD_LEVEL=3", "NSAT", ".nsat", nsat + ["ZSTD_LEVEL=3"], True),
+        ("NSAT LOSSLESS (ZSTD_LEVEL default)", "NSAT", ".nsat", nsat),
+        ("NSAT LOSSLESS ZSTD_LEVEL=3", "NSAT", ".nsat", nsat + ["ZSTD_LEVEL=3"]),
         (f"GTiff DEFLATE PREDICTOR={pred}", "GTiff", ".tif",
-         TILING + ["COMPRESS=DEFLATE", f"PREDICTOR={pred}"], False),
+         TILING + ["COMPRESS=DEFLATE", f"PREDICTOR={pred}"]),
         (f"GTiff ZSTD PREDICTOR={pred}", "GTiff", ".tif",
-         TILING + ["COMPRESS=ZSTD", f"PREDICTOR={pred}"], False),
+         TILING + ["COMPRESS=ZSTD", f"PREDICTOR={pred}"]),
         (f"GTiff LZW PREDICTOR={pred}", "GTiff", ".tif",
-         TILING + ["COMPRESS=LZW", f"PREDICTOR={pred}"], False),
+         TILING + ["COMPRESS=LZW", f"PREDICTOR={pred}"]),
     ]
 
 
@@ -184,31 +210,23 @@ def cpu_model():
 def run_lossless(tmp, log):
     results = {}  # scene -> list of rows
     for scene in LOSSLESS_SCENES:
-        src_path = os.path.join(ARGS.data, scene)
-        src = load_in_memory(src_path)
+        src = load_in_memory(os.path.join(ARGS.data, scene))
         reference = src.ReadAsArray()
         if reference.ndim == 2:
             reference = reference[np.newaxis]
-        band = src.GetRasterBand(1)
-        data_type = band.DataType
+        data_type = src.GetRasterBand(1).DataType
         samples = src.RasterXSize * src.RasterYSize * src.RasterCount
         raw_bytes = samples * gdal.GetDataTypeSize(data_type) // 8
         rows = []
-        for name, fmt, ext, options, must_be_exact in lossless_configs(data_type):
-            path = os.path.join(tmp, os.path.splitext(scene)[0] + "_" +
-                                "".join(c if c.isalnum() else "_" for c in name) + ext)
-            enc_s, size = encode(src, path, fmt, options, ARGS.repeat)
-            dec_s, decoded = decode(path, ARGS.repeat)
-            if decoded.ndim == 2:
-                decoded = decoded[np.newaxis]
-            exact = same_bits(reference, decoded)
-            if must_be_exact:
-                assert exact, f"{name} on {scene}: lossless decode is not bit-exact"
-            rows.append(dict(name=name, fmt=fmt, size=size, bps=size * 8 / samples,
-                             cr=raw_bytes / size, enc=enc_s, dec=dec_s, exact=exact))
-            log(f"  {scene:30s} {name:36s} {size:9d} B  {size * 8 / samples:6.3f} b/s  "
-                f"enc {enc_s * 1e3:7.1f} ms  dec {dec_s * 1e3:7.1f} ms  exact={exact}")
-            remove_dataset(path)
+        for m in measure(src, lossless_configs(data_type), tmp, os.path.splitext(scene)[0]):
+            exact = same_bits(reference, m["array"])
+            if m["fmt"] == "NSAT":
+                assert exact, f"{m['name']} on {scene}: lossless decode is not bit-exact"
+            size = m["size"]
+            rows.append(dict(name=m["name"], fmt=m["fmt"], size=size, bps=size * 8 / samples,
+                             cr=raw_bytes / size, enc=m["enc"], dec=m["dec"], exact=exact))
+            log(f"  {scene:30s} {m['name']:36s} {size:9d} B  {size * 8 / samples:6.3f} b/s  "
+                f"enc {m['enc'] * 1e3:7.1f} ms  dec {m['dec'] * 1e3:7.1f} ms  exact={exact}")
         results[scene] = dict(rows=rows, type=gdal.GetDataTypeName(data_type),
                               size=(src.RasterXSize, src.RasterYSize, src.RasterCount),
                               raw=raw_bytes)
@@ -230,17 +248,15 @@ def run_jpeg(tmp, log):
                 ("GTiff JPEG YCbCr", "GTiff", ".tif",
                  TILING + ["COMPRESS=JPEG", f"JPEG_QUALITY={quality}", "PHOTOMETRIC=YCBCR"]),
             ]
-            for name, fmt, ext, options in configs:
-                path = os.path.join(tmp, f"{os.path.splitext(scene)[0]}_q{quality}_{fmt}{ext}")
-                enc_s, size = encode(src, path, fmt, options, ARGS.repeat)
-                dec_s, decoded = decode(path, ARGS.repeat)
-                psnr = psnr_valid(reference, decoded, valid)
-                results.append(dict(scene=scene, bands=bands, quality=quality, name=name, size=size,
-                                    bps=size * 8 / samples, psnr=psnr, enc=enc_s, dec=dec_s,
-                                    valid_fraction=float(valid.mean())))
-                log(f"  {scene:24s} q={quality} {name:18s} {size:8d} B  {size * 8 / samples:6.3f} b/s  "
-                    f"PSNR {psnr:6.2f} dB")
-                remove_dataset(path)
+            prefix = f"{os.path.splitext(scene)[0]}_q{quality}"
+            for m in measure(src, configs, tmp, prefix):
+                psnr = psnr_valid(reference, m["array"], valid)
+                size = m["size"]
+                results.append(dict(scene=scene, bands=bands, quality=quality, name=m["name"],
+                                    size=size, bps=size * 8 / samples, psnr=psnr, enc=m["enc"],
+                                    dec=m["dec"], valid_fraction=float(valid.mean())))
+                log(f"  {scene:24s} q={quality} {m['name']:18s} {size:8d} B  "
+                    f"{size * 8 / samples:6.3f} b/s  PSNR {psnr:6.2f} dB")
         src = None
     return results
 
@@ -259,8 +275,10 @@ def write_markdown(lossless, jpeg, elapsed, out):
     add(f"- GDAL {gdal.VersionInfo('RELEASE_NAME')} (Python bindings), numpy {np.__version__}, "
         f"Python {platform.python_version()}")
     add(f"- Plugin: `{os.path.join(os.environ['GDAL_DRIVER_PATH'], 'gdal_NSAT.so')}`")
+    add("- Load average at start (1/5/15 min): " + "/".join(f"{x:.2f}" for x in LOAD_AT_START) +
+        " (the machine may be shared; timings are noisier when it is not ~0)")
     add("- Threads: 1 (GDAL_NUM_THREADS=1, NSAT NUM_THREADS=1; GTiff compresses single-threaded)")
-    add(f"- Timings: median of {ARGS.repeat} runs, in process. Encode = `gdal.Translate` from an "
+    add(f"- Timings: median of {ARGS.repeat} runs after {ARGS.warmup} untimed warm-up run(s), in process; the configs of a scene are run in interleaved rounds so that machine drift hits them alike (all encode rounds, then all decode rounds). Encode = `gdal.Translate` from an "
         "in-memory (MEM) copy of the scene to a file, including closing it. Decode = `gdal.Open` + "
         "full `ReadAsArray()` on a freshly opened dataset (so every tile is decoded; "
         "GDAL_CACHEMAX=64 MB).")
@@ -344,6 +362,8 @@ def main():
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
+    global LOAD_AT_START
+    LOAD_AT_START = os.getloadavg()
     start = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="nsat_bench_", dir=ARGS.tmpdir)
     try:

@@ -116,6 +116,7 @@ cat <<EOF
 # NSAT plugin load benchmark
 
 - Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')
+- Load average at start (1/5/15 min): $(cut -d" " -f1-3 /proc/loadavg)
 - Machine: $(nproc) cores, CPU: ${CPU:-unknown}, $(uname -sr)
 - $(gdalinfo --version)
 - Plugin: \`$PLUGIN\` ($SO_SIZE bytes)
