@@ -34,8 +34,11 @@ def main(source_path, nsat_paths):
     valid = valid_mask(source, reference)
     peak = float(np.iinfo(reference.dtype).max) if reference.dtype.kind in "ui" else 1.0
     pixels = source.RasterXSize * source.RasterYSize
-    print(f"{'file':40s} {'bytes':>10s} {'bpp':>7s} {'ratio':>7s} {'PSNR dB':>8s}  codec")
-    print(f"{os.path.basename(source_path):40s} {os.path.getsize(source_path):10d}")
+    # file bpp counts everything (header, internal overviews); payload bpp only the
+    # full-resolution tiles, as gdalinfo's NSAT_BITS_PER_PIXEL reports it.
+    print(f"{'file':32s} {'bytes':>10s} {'file bpp':>9s} {'payload bpp':>11s} "
+          f"{'ratio':>7s} {'PSNR dB':>8s}  codec")
+    print(f"{os.path.basename(source_path):32s} {os.path.getsize(source_path):10d}")
     for path in nsat_paths:
         dataset = gdal.Open(path)
         decoded = dataset.ReadAsArray().reshape(reference.shape)
@@ -44,7 +47,8 @@ def main(source_path, nsat_paths):
         value = psnr(reference, decoded, valid, peak)
         shown = "lossless" if value == float("inf") else f"{value:8.2f}"
         raw = reference.nbytes
-        print(f"{os.path.basename(path):40s} {size:10d} {8 * size / pixels:7.3f} "
+        print(f"{os.path.basename(path):32s} {size:10d} {8 * size / pixels:9.3f} "
+              f"{float(structure['NSAT_BITS_PER_PIXEL']):11.3f} "
               f"{raw / size:7.2f} {shown:>8s}  {structure.get('NSAT_CODEC')} "
               f"{structure.get('NSAT_CODEC_PARAMETERS')}")
 
