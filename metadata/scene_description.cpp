@@ -87,8 +87,6 @@ nlohmann::json bandToJson(GDALRasterBand& band) {
 
 void applyBand(const nlohmann::json& json, GDALPamRasterBand& band) {
   band.SetDescription(json.value("description", std::string()).c_str());
-  band.SetColorInterpretation(
-      GDALGetColorInterpretationByName(json.value("color_interpretation", "Undefined").c_str()));
   if (json.contains("scale") && json["scale"].is_number()) band.SetScale(json["scale"]);
   if (json.contains("offset") && json["offset"].is_number()) band.SetOffset(json["offset"]);
   if (json.contains("unit")) band.SetUnitType(json["unit"].get<std::string>().c_str());
@@ -102,6 +100,9 @@ void applyBand(const nlohmann::json& json, GDALPamRasterBand& band) {
     }
     band.SetColorTable(&table);
   }
+  // After the table: PAM resets the interpretation to Palette when a table is set.
+  band.SetColorInterpretation(
+      GDALGetColorInterpretationByName(json.value("color_interpretation", "Undefined").c_str()));
   applyMetadata(json.value("metadata", nlohmann::json::object()), band);
 }
 

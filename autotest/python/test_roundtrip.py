@@ -1,12 +1,11 @@
 """Round trips through the GDAL command-line tools: gdal_translate to .nsat and back,
 on the real scenes in autotest/data, for both codecs."""
-import os
 import pathlib
 import re
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from conftest import data, run_gdal
 
@@ -166,6 +165,128 @@ def test_lossless_collar_nodata_exact(tmp_path):
     assert np.array_equal(source == 0, decoded == 0)
 
 
+@pytest.mark.parametrize("scene, data_type", [
+    ("landsat_int16_custom_crs.tif", "Int32"),
+    ("landsat8_b4_uint16.tif", "UInt32"),
+    ("s1_grd_vv_db_float32.tif", "Float64"),
+])
+def test_lossless_wider_data_types(scene, data_type, tmp_path):
+    """The types no bundled scene has, converted from real scenes with -ot."""
+    converted = tmp_path / "converted.tif"
+    run_gdal("gdal_translate", "-q", "-ot", data_type, data(scene), converted)
+    target = tmp_path / "wide.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", "-co", "BLOCKSIZE=128", converted, target)
+    source = gdal.Open(str(converted))
+    copy = gdal.Open(str(target))
+    assert gdal.GetDataTypeName(copy.GetRasterBand(1).DataType) == data_type
+    assert_same_scene(source, copy)
+
+
+@pytest.mark.parametrize("data_type", ["Int64", "UInt64", "CFloat32"])
+def test_unsupported_data_types_fail_cleanly(data_type, tmp_path):
+    converted = tmp_path / "converted.tif"
+    run_gdal("gdal_translate", "-q", "-ot", data_type, data("eurosat_rgb_river.jpg"), converted)
+    result = run_gdal("gdal_translate", "-of", "NSAT", converted, tmp_path / "out.nsat",
+                      check=False)
+    assert result.returncode != 0
+    assert data_type in result.stderr and "not supported" in result.stderr, result.stderr
+    assert no_leftovers(tmp_path, "out") == []
+
+
+def test_band_descriptions_scale_unit_and_domains_round_trip(tmp_path):
+    """Sentinel-2 band names, scale/offset/unit, band metadata and extra metadata
+    domains set on a copy of the EuroSAT scene survive NSAT and the way back."""
+    described = tmp_path / "described.tif"
+    dataset = gdal.Translate(str(described), data("eurosat_ms_residential.tif"))
+    names = ["B01 coastal", "B02 blue", "B03 green", "B04 red", "B05 red edge 1",
+             "B06 red edge 2", "B07 red edge 3", "B08 NIR", "B08A narrow NIR",
+             "B09 water vapour", "B10 SWIR cirrus", "B11 SWIR 1", "B12 SWIR 2"]
+    for index, name in enumerate(names):
+        band = dataset.GetRasterBand(index + 1)
+        band.SetDescription(name)
+        band.SetScale(0.0001)
+        band.SetOffset(-0.1 * index)
+        band.SetUnitType("reflectance")
+        band.SetMetadataItem("CENTRAL_WAVELENGTH_NM", str(443 + 60 * index))
+        band.SetMetadataItem("SOURCE", "L1C", "PROCESSING")
+    dataset.SetMetadataItem("SPACECRAFT_NAME", "Sentinel-2A")
+    dataset.SetMetadataItem("NOTE", 'ünïcödé "quoted" <xml> & = sign')
+    dataset.SetMetadataItem("PROCESSING_BASELINE", "02.04", "PRODUCT")
+    dataset = None
+
+    source = gdal.Open(str(described))
+    target = tmp_path / "described.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", described, target)
+    copy = gdal.Open(str(target))
+    assert_same_scene(source, copy)
+    assert copy.GetRasterBand(8).GetDescription() == "B08 NIR"
+    assert copy.GetMetadata("PRODUCT") == {"PROCESSING_BASELINE": "02.04"}
+    for index in range(1, 14):
+        assert copy.GetRasterBand(index).GetMetadata("PROCESSING") == {"SOURCE": "L1C"}
+
+    back = tmp_path / "back.tif"
+    run_gdal("gdal_translate", "-q", target, back)
+    assert_same_scene(source, gdal.Open(str(back)))
+
+
+def _palette_source(tmp_path, colour_interpretation):
+    """One band of the EuroSAT river JPEG with a 256-entry colour table."""
+    memory = gdal.Translate("", data("eurosat_rgb_river.jpg"), format="MEM", bandList=[1])
+    table = gdal.ColorTable()
+    for i in range(256):
+        table.SetColorEntry(i, (i, 255 - i, (7 * i) % 256, 255))
+    band = memory.GetRasterBand(1)
+    band.SetColorTable(table)
+    band.SetColorInterpretation(colour_interpretation)
+    path = tmp_path / "palette.tif"
+    gdal.Translate(str(path), memory)
+    return path
+
+
+def test_colour_table_round_trip(tmp_path):
+    source_path = _palette_source(tmp_path, gdal.GCI_PaletteIndex)
+    target = tmp_path / "palette.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", source_path, target)
+    source = gdal.Open(str(source_path))
+    copy = gdal.Open(str(target))
+    assert copy.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_PaletteIndex
+    expected = source.GetRasterBand(1).GetColorTable()
+    actual = copy.GetRasterBand(1).GetColorTable()
+    assert actual is not None and actual.GetCount() == expected.GetCount() == 256
+    assert [actual.GetColorEntry(i) for i in range(256)] == \
+        [expected.GetColorEntry(i) for i in range(256)]
+    assert_same_scene(source, copy)
+
+
+def test_colour_interpretation_kept_alongside_colour_table(tmp_path):
+    """A band that GeoTIFF reports as Red while carrying a colour table (what
+    `gdal_translate -b 1` of an RGB JPEG + SetColorTable gives): the copy must report
+    the same interpretation as the source, as gdal_translate to GTiff does."""
+    memory = gdal.Translate("", data("eurosat_rgb_river.jpg"), format="MEM", bandList=[1])
+    source_path = tmp_path / "red_with_table.tif"
+    dataset = gdal.Translate(str(source_path), memory)
+    table = gdal.ColorTable()
+    for i in range(256):
+        table.SetColorEntry(i, (i, 255 - i, (7 * i) % 256, 255))
+    dataset.GetRasterBand(1).SetColorTable(table)
+    dataset = None
+    source = gdal.Open(str(source_path))
+    assert source.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_RedBand
+    assert source.GetRasterBand(1).GetColorTable() is not None
+
+    gtiff_copy = tmp_path / "gtiff_copy.tif"
+    run_gdal("gdal_translate", "-q", source_path, gtiff_copy)
+    assert gdal.Open(str(gtiff_copy)).GetRasterBand(1).GetColorInterpretation() == \
+        gdal.GCI_RedBand
+
+    target = tmp_path / "red_with_table.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", source_path, target)
+    copy = gdal.Open(str(target))
+    assert copy.GetRasterBand(1).GetColorTable() is not None
+    assert copy.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_RedBand, \
+        gdal.GetColorInterpretationName(copy.GetRasterBand(1).GetColorInterpretation())
+
+
 # ---------------------------------------------------------------- JPEG
 
 # PSNR over the valid pixels (peak 255), libjpeg-turbo of Debian bookworm.
@@ -184,9 +305,18 @@ def landsat7_jpeg85(tmp_path_factory):
     return target
 
 
-def test_jpeg_nodata_exact_both_ways(landsat7_jpeg85):
+@pytest.mark.parametrize("blocksize", [None, 64, 16])
+def test_jpeg_nodata_exact_both_ways(blocksize, landsat7_jpeg85, tmp_path):
+    """Small blocks add tiles that are entirely collar, and 4:2:0 edge tiles of odd
+    sizes (791 = 49 x 16 + 7)."""
+    path = landsat7_jpeg85
+    if blocksize:
+        path = tmp_path / f"b{blocksize}.nsat"
+        run_gdal("gdal_translate", "-q", "-of", "NSAT", "-co", "CODEC=JPEG",
+                 "-co", "QUALITY=85", "-co", f"BLOCKSIZE={blocksize}",
+                 data("landsat7_rgb_byte.tif"), path)
     source = read_all(gdal.Open(data("landsat7_rgb_byte.tif")))
-    dataset = gdal.Open(str(landsat7_jpeg85))
+    dataset = gdal.Open(str(path))
     assert dataset.GetMetadataItem("NSAT_CODEC", "IMAGE_STRUCTURE") == "JPEG"
     decoded = read_all(dataset)
     for band in range(source.shape[0]):
@@ -291,19 +421,60 @@ def test_complex_type_fails_cleanly(tmp_path):
     assert no_leftovers(tmp_path, "slc") == []
 
 
-@pytest.mark.parametrize("option, expected", [
-    ("BLOCKSIZE=50", "BLOCKSIZE"),
-    ("CODEC=WEBP", "CODEC"),
-    ("NUM_THREADS=zero", "NUM_THREADS"),
-    ("OVERVIEW_RESAMPLING=SHARPEN", "OVERVIEW_RESAMPLING"),
+@pytest.mark.parametrize("options, expected", [
+    (["BLOCKSIZE=50"], "BLOCKSIZE=50 is invalid"),
+    (["BLOCKSIZE=8192"], "BLOCKSIZE=8192 is invalid"),
+    (["CODEC=WEBP"], "CODEC=WEBP is unknown"),
+    (["NUM_THREADS=zero"], "NUM_THREADS=zero is invalid"),
+    (["OVERVIEWS=YES"], "OVERVIEWS=YES is invalid"),
+    (["OVERVIEW_RESAMPLING=SHARPEN"], "OVERVIEW_RESAMPLING=SHARPEN"),
+    (["CODEC=JPEG", "QUALITY=101"], "QUALITY=101 is invalid"),
+    (["CODEC=JPEG", "CHROMA_SUBSAMPLING=411"], "CHROMA_SUBSAMPLING=411 is invalid"),
+    (["ZSTD_LEVEL=23"], "ZSTD_LEVEL=23 is invalid"),
 ])
-def test_invalid_option_fails_cleanly(option, expected, tmp_path):
+def test_invalid_option_fails_cleanly(options, expected, tmp_path):
     target = tmp_path / "bad.nsat"
-    result = run_gdal("gdal_translate", "-of", "NSAT", "-co", option,
-                      data("eurosat_rgb_forest.jpg"), target, check=False)
+    co = [item for option in options for item in ("-co", option)]
+    result = run_gdal("gdal_translate", "-of", "NSAT", *co, data("eurosat_rgb_forest.jpg"),
+                      target, check=False)
     assert result.returncode != 0
-    assert expected in result.stdout + result.stderr
+    assert expected in result.stderr, result.stderr
     assert no_leftovers(tmp_path, "bad") == []
+
+
+def test_option_of_other_codec_warns(tmp_path):
+    target = tmp_path / "warn.nsat"
+    result = run_gdal("gdal_translate", "-of", "NSAT", "-co", "CODEC=LOSSLESS",
+                      "-co", "QUALITY=50", data("eurosat_rgb_forest.jpg"), target)
+    assert "QUALITY is ignored by CODEC=LOSSLESS" in result.stderr, result.stderr
+    source = gdal.Open(data("eurosat_rgb_forest.jpg"))
+    assert_same_scene(source, gdal.Open(str(target)))
+
+
+def test_codec_name_case_insensitive(tmp_path):
+    target = tmp_path / "lower.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", "-co", "CODEC=jpeg",
+             data("eurosat_rgb_forest.jpg"), target)
+    assert gdal.Open(str(target)).GetMetadataItem("NSAT_CODEC", "IMAGE_STRUCTURE") == "JPEG"
+
+
+def test_rpc_metadata_round_trip(tmp_path):
+    """Rational polynomial coefficients (the RPC domain) travel with the scene, so
+    gdalwarp -rpc keeps working on the .nsat copy."""
+    with_rpc = tmp_path / "rpc.tif"
+    dataset = gdal.Translate(str(with_rpc), data("s1_grd_gcps_uint16.tif"))
+    rpc = {"LINE_OFF": "418", "SAMP_OFF": "640", "LAT_OFF": "45.1", "LONG_OFF": "7.2",
+           "HEIGHT_OFF": "200", "LINE_SCALE": "419", "SAMP_SCALE": "641", "LAT_SCALE": "0.1",
+           "LONG_SCALE": "0.1", "HEIGHT_SCALE": "500",
+           "LINE_NUM_COEFF": " ".join(["0.01"] * 20),
+           "LINE_DEN_COEFF": " ".join(["1"] + ["0"] * 19),
+           "SAMP_NUM_COEFF": " ".join(["0.02"] * 20),
+           "SAMP_DEN_COEFF": " ".join(["1"] + ["0"] * 19)}
+    dataset.SetMetadata(rpc, "RPC")
+    dataset = None
+    target = tmp_path / "rpc.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", with_rpc, target)
+    assert gdal.Open(str(target)).GetMetadata("RPC") == gdal.Open(str(with_rpc)).GetMetadata("RPC")
 
 
 # ---------------------------------------------------------------- gdalinfo
