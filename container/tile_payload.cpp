@@ -86,16 +86,26 @@ void fillNodata(T* samples, const std::vector<uint8_t>& bits, size_t count) {
   }
 }
 
+// Two passes, so the common case (few masked samples) is a branch-free loop: first
+// move valid samples off the nodata value, then write nodata where the mask says so.
 template <typename T>
 void applyMask(T* samples, const uint8_t* bits, size_t count, double nodata) {
   const T nodataSample = static_cast<T>(nodata);
   const T substitute = nextToNodata<T>(nodata);
-  for (size_t i = 0; i < count; ++i) {
-    const bool masked = bits && (bits[i / 8] >> (i % 8) & 1);
-    if (masked) {
-      samples[i] = nodataSample;
-    } else if (isNodata(samples[i], nodata)) {
-      samples[i] = substitute;
+  if (std::isnan(nodata)) {
+    for (size_t i = 0; i < count; ++i) {
+      if (std::isnan(static_cast<double>(samples[i]))) samples[i] = substitute;
+    }
+  } else {
+    for (size_t i = 0; i < count; ++i) {
+      samples[i] = samples[i] == nodataSample ? substitute : samples[i];
+    }
+  }
+  if (!bits) return;
+  for (size_t byte = 0; byte < (count + 7) / 8; ++byte) {
+    for (uint8_t pending = bits[byte]; pending; pending &= uint8_t(pending - 1)) {
+      const size_t i = byte * 8 + size_t(__builtin_ctz(pending));
+      if (i < count) samples[i] = nodataSample;
     }
   }
 }
