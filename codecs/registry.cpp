@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "codecs/jpeg_codec.h"
+#include "codecs/learned_module.h"
 #include "codecs/lossless_codec.h"
 
 namespace nsat {
@@ -41,7 +42,12 @@ const CodecDescriptor* findCodec(const std::string& name) {
   for (const auto& codec : allCodecs()) {
     if (codec.name == wanted) return &codec;
   }
-  return nullptr;
+  if (!isLearnedCodecName(wanted)) return nullptr;
+  for (const auto& codec : learnedCodecs()) {  // throws if the module is missing
+    if (codec.name == wanted) return &codec;
+  }
+  throw Error("CODEC=" + wanted + " is not provided by the learned-codec module " +
+              learnedModulePath());
 }
 
 std::string codecNames() {

@@ -25,8 +25,10 @@ struct CodecDescriptor {
   std::function<std::unique_ptr<Codec>(const nlohmann::json&)> create;
 };
 
-// nullptr if no codec has this name (case-insensitive).
+// nullptr if no codec has this name (case-insensitive). A learned codec's name loads
+// the learned-codec module first; throws nsat::Error naming it if that fails.
 const CodecDescriptor* findCodec(const std::string& name);
+// The built-in codecs (no LibTorch needed).
 const std::vector<CodecDescriptor>& allCodecs();
 // "LOSSLESS, JPEG" or, with a filter, the codecs that accept that type and band count.
 std::string codecNames(DataType type, int bands);

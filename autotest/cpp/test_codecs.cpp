@@ -123,3 +123,26 @@ TEST(Codecs, CorruptPayloadsAreErrors) {
 
 }  // namespace
 }  // namespace nsat
+
+namespace nsat {
+namespace {
+
+// Learned codecs come from a module loaded on first use; without it, the error must
+// name the module rather than claim the codec does not exist.
+TEST(LearnedModule, MissingModuleIsAClearError) {
+  setenv("NSAT_LEARNED_MODULE", "/nonexistent/nsat_learned.so", 1);
+  EXPECT_EQ(findCodec("NO_SUCH_CODEC"), nullptr);
+  try {
+    findCodec("multirate");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/nsat_learned.so"), std::string::npos)
+        << e.what();
+  }
+  // Asked again, the same error: the failed load is remembered, not retried.
+  EXPECT_THROW(findCodec("FIXED_QUALITY"), Error);
+  EXPECT_NE(findCodec("LOSSLESS"), nullptr);
+}
+
+}  // namespace
+}  // namespace nsat

@@ -134,10 +134,11 @@ TEST(Container, CorruptionIsDetected) {
   expectOpenFails(std::vector<uint8_t>(good.begin(), good.begin() + 100), "short header");
   expectOpenFails(std::vector<uint8_t>(good.begin(), good.end() - 5), "truncated tiles");
   auto huge = good;
-  putLE(huge.data() + 12, 0xFFFFFFFF, 4);
+  std::fill(huge.begin() + 12, huge.begin() + 16, uint8_t(0xFF));  // header size 4 GiB
   expectOpenFails(huge, "huge header size");
   auto future = good;
-  putLE(future.data() + 8, 2, 2);
+  future[8] = 2;  // major version 2
+  future[9] = 0;
   expectOpenFails(future, "format version 2");
 
   // A flipped payload byte opens fine but fails that tile's CRC.

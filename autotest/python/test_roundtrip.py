@@ -566,3 +566,16 @@ def test_edge_block_size_overviews(tmp_path):
         pixels = band.GetOverview(i).ReadAsArray()
         assert pixels.shape == sizes[i][::-1]
         assert pixels.max() > 0
+
+
+def test_learned_codec_without_its_module_names_the_module(tmp_path, monkeypatch):
+    """The plugin never links LibTorch: a learned codec loads nsat_learned.so on first
+    use, and a missing module is a clear error with no file written."""
+    monkeypatch.setenv("NSAT_LEARNED_MODULE", str(tmp_path / "missing" / "nsat_learned.so"))
+    target = tmp_path / "learned.nsat"
+    result = run_gdal("gdal_translate", "-of", "NSAT", "-co", "CODEC=MULTIRATE",
+                      data("eurosat_rgb_forest.jpg"), target, check=False)
+    assert result.returncode != 0
+    assert "nsat_learned.so" in result.stderr
+    assert "missing" in result.stderr
+    assert list(tmp_path.iterdir()) == []
