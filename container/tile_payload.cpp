@@ -54,18 +54,20 @@ T nextToNodata(double nodata) {
   }
 }
 
-// One bit per sample, set where the sample is nodata. Empty if the band has none.
+// One bit per sample, set where the sample is nodata (empty if the band has none),
+// and how many samples that is.
 template <typename T>
-std::vector<uint8_t> bandBitmap(const T* samples, size_t count, double nodata) {
+std::vector<uint8_t> bandBitmap(const T* samples, size_t count, double nodata,
+                                size_t& nodataCount) {
   std::vector<uint8_t> bits((count + 7) / 8, 0);
-  bool any = false;
+  nodataCount = 0;
   for (size_t i = 0; i < count; ++i) {
     if (isNodata(samples[i], nodata)) {
       bits[i / 8] |= uint8_t(1u << (i % 8));
-      any = true;
+      ++nodataCount;
     }
   }
-  if (!any) bits.clear();
+  if (nodataCount == 0) bits.clear();
   return bits;
 }
 
@@ -160,11 +162,9 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
         continue;
       }
       anyNodataBand = true;
-      bitmaps[band] = bandBitmap(samples + band * count, count, *nodata[band]);
-      const bool full = !bitmaps[band].empty() &&
-                        std::all_of(samples + band * count, samples + (band + 1) * count,
-                                    [&](T s) { return isNodata(s, *nodata[band]); });
-      everySampleNodata = everySampleNodata && full;
+      size_t nodataCount = 0;
+      bitmaps[band] = bandBitmap(samples + band * count, count, *nodata[band], nodataCount);
+      everySampleNodata = everySampleNodata && nodataCount == count;
     }
   });
   if (everySampleNodata) return {kFlagEmpty};
