@@ -7,6 +7,8 @@
 
 #include <jpeglib.h>
 
+#include "codecs/byte_io.h"
+
 namespace nsat {
 
 namespace {
@@ -49,14 +51,6 @@ void interleave(const uint8_t* planar, int pixels, int count, uint8_t* interleav
 void deinterleave(const uint8_t* interleaved, int pixels, int count, uint8_t* planar) {
   for (int i = 0; i < pixels; ++i)
     for (int c = 0; c < count; ++c) planar[c * pixels + i] = interleaved[i * count + c];
-}
-
-uint32_t readU32(const uint8_t* p) {
-  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-
-void appendU32(std::vector<uint8_t>& out, uint32_t value) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
 }
 
 class JpegCodec final : public Codec {
@@ -102,17 +96,16 @@ class JpegCodec final : public Codec {
       deinterleave(interleaved.data(), count, shape.bands, planes);
       return;
     }
-    const size_t tableSize = 4 * (1 + static_cast<size_t>(shape.bands));
-    if (size < tableSize || readU32(data) != static_cast<uint32_t>(shape.bands)) {
+    ByteReader table(data, size, "JPEG tile");
+    if (table.u32() != static_cast<uint32_t>(shape.bands)) {
       throw Error("JPEG tile is corrupt: bad band table");
     }
-    size_t offset = tableSize;
+    std::vector<uint32_t> lengths(shape.bands);
+    for (auto& length : lengths) length = table.u32();
     for (int band = 0; band < shape.bands; ++band) {
-      const size_t length = readU32(data + 4 * (1 + band));
-      if (length > size - offset) throw Error("JPEG tile is corrupt: band stream truncated");
-      decompressJpeg(data + offset, length, shape.width, shape.height, 1,
+      const uint8_t* stream = table.bytes(lengths[band]);
+      decompressJpeg(stream, lengths[band], shape.width, shape.height, 1,
                      planes + static_cast<size_t>(band) * count);
-      offset += length;
     }
   }
 
@@ -205,7 +198,7 @@ CodecDescriptor jpegCodecDescriptor() {
     return type == DataType::Byte ? std::string()
                                   : std::string("JPEG codes 8-bit (Byte) data only");
   };
-  descriptor.parametersFromOptions = [](const CodecOptions& options) {
+  descriptor.parametersFromOptions = [](const CodecOptions& options, DataType, int) {
     const int quality = intOption(options, "QUALITY", kDefaultQuality, 1, 100);
     const auto found = options.find("CHROMA_SUBSAMPLING");
     const std::string sampling = found == options.end() ? "420" : found->second;

@@ -48,6 +48,11 @@ bool isLearnedCodecName(const std::string& upperCaseName) {
   return false;
 }
 
+const std::vector<std::string>& learnedCodecOptionNames() {
+  static const std::vector<std::string> names = {"LAMBDA", "TARGET_BPP", "MODEL"};
+  return names;
+}
+
 std::string learnedModulePath() {
   if (const char* overridden = std::getenv("NSAT_LEARNED_MODULE")) return overridden;
   Dl_info info;

@@ -13,7 +13,7 @@ namespace nsat {
 
 constexpr const char* kLearnedModuleFile = "nsat_learned.so";
 // Bumped whenever CodecDescriptor or Codec change in a way the module must match.
-constexpr int kLearnedModuleAbi = 1;
+constexpr int kLearnedModuleAbi = 2;
 // The module's entry point: appends its codecs and returns 0, or returns non-zero if it
 // was built for another ABI.
 constexpr const char* kLearnedModuleEntry = "nsat_register_learned_codecs";
@@ -21,6 +21,8 @@ using LearnedModuleEntry = int (*)(int abi, std::vector<CodecDescriptor>* codecs
 
 // Codec names the module provides, known without loading it.
 bool isLearnedCodecName(const std::string& upperCaseName);
+// Creation options only the learned codecs read, known without loading the module.
+const std::vector<std::string>& learnedCodecOptionNames();
 
 // Where the module is looked for: $NSAT_LEARNED_MODULE, else next to the library that
 // holds this code (the GDAL plugin folder once installed).

@@ -140,7 +140,7 @@ CodecDescriptor losslessCodecDescriptor() {
   descriptor.description = "bit-exact: delta predictor + zstd, every data type";
   descriptor.optionNames = {"ZSTD_LEVEL"};
   descriptor.rejectReason = [](DataType, int) { return std::string(); };
-  descriptor.parametersFromOptions = [](const CodecOptions& options) {
+  descriptor.parametersFromOptions = [](const CodecOptions& options, DataType, int) {
     const int level = intOption(options, "ZSTD_LEVEL", kDefaultZstdLevel, 1, ZSTD_maxCLevel());
     return LosslessCodec(level).parameters();
   };

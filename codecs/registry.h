@@ -19,8 +19,9 @@ struct CodecDescriptor {
   std::vector<std::string> optionNames;
   // Empty when the codec accepts tiles of this type and band count, else why not.
   std::function<std::string(DataType, int bands)> rejectReason;
-  // Validates user options and fills defaults; throws nsat::Error on a bad value.
-  std::function<nlohmann::json(const CodecOptions&)> parametersFromOptions;
+  // Validates user options for an image of this type and band count (already accepted
+  // by rejectReason) and fills defaults; throws nsat::Error on a bad value.
+  std::function<nlohmann::json(const CodecOptions&, DataType, int bands)> parametersFromOptions;
   // Rebuilds the codec from stored parameters; throws nsat::Error if they are invalid.
   std::function<std::unique_ptr<Codec>(const nlohmann::json&)> create;
 };

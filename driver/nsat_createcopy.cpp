@@ -4,11 +4,12 @@
 #include <cmath>
 #include <set>
 
+#include "codecs/learned_module.h"
+#include "codecs/parallel.h"
 #include "codecs/registry.h"
 #include "container/container_file.h"
 #include "container/tile_payload.h"
 #include "driver/nsat_dataset.h"
-#include "driver/parallel.h"
 #include "metadata/scene_description.h"
 
 namespace nsat {
@@ -147,7 +148,8 @@ bool isCodecOption(const std::string& key) {
     const auto& names = codec.optionNames;
     if (std::find(names.begin(), names.end(), key) != names.end()) return true;
   }
-  return false;
+  const auto& learned = learnedCodecOptionNames();
+  return std::find(learned.begin(), learned.end(), key) != learned.end();
 }
 
 class CancelledByUser : public Error {
@@ -233,7 +235,7 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     header.blockWidth = header.blockHeight = settings.blockSize;
     header.levels = levelSizes(header.width, header.height, settings.overviews);
     header.codecName = descriptor->name;
-    header.codecParameters = descriptor->parametersFromOptions(settings.codecOptions);
+    header.codecParameters = descriptor->parametersFromOptions(settings.codecOptions, type, bands);
     const std::unique_ptr<Codec> codec = descriptor->create(header.codecParameters);
     header.models = codec->models();
     describeScene(*source, header);

@@ -8,7 +8,8 @@ PACKAGES=(
   libgdal-dev gdal-bin libproj-dev proj-bin
   nlohmann-json3-dev libzstd-dev libjpeg-dev zlib1g-dev libtiff-dev
   libgtest-dev googletest
-  python3-gdal python3-numpy python3-pytest python3-rasterio
+  libtorch-dev libssl-dev
+  python3-gdal python3-numpy python3-pytest python3-rasterio python3-torch python3-matplotlib
 )
 if [[ "${1:-}" == "--with-qgis" ]]; then
   PACKAGES+=(python3-qgis qgis-providers)

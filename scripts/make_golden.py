@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Writes the golden .nsat files in autotest/golden/ and the MD5 of their decoded pixels.
 
-Run only when the format version changes on purpose: the golden files prove that every
-later build still reads, bit for bit, what earlier builds wrote.
-Usage: NSAT_PLUGIN_DIR=build scripts/make_golden.py
+Run only when the format version changes on purpose, or with --only for a file that is
+new: the golden files prove that every later build still reads, bit for bit, what
+earlier builds wrote.
+Usage: NSAT_PLUGIN_DIR=build scripts/make_golden.py [--only NAME ...]
 """
+import argparse
 import hashlib
 import json
 import os
@@ -26,6 +28,13 @@ GOLDEN = {
                                     ["CODEC=LOSSLESS", "BLOCKSIZE=64"]),
     "s1_gcps_overviews_lossless.nsat": ("s1_grd_gcps_uint16.tif", [0, 0, 700, 600],
                                         ["CODEC=LOSSLESS", "BLOCKSIZE=256"]),
+    # Learned: these also pin the models (their SHA-256 is in the file) and the
+    # decoder's arithmetic: a machine or change that decodes differently fails.
+    "landsat7_multirate.nsat": ("landsat7_rgb_byte.tif", [200, 150, 300, 200],
+                                ["CODEC=MULTIRATE", "QUALITY=60", "BLOCKSIZE=128"]),
+    "landsat8_uint16_multirate.nsat": ("landsat8_b4_uint16.tif", [600, 600, 256, 256],
+                                       ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=256",
+                                        "OVERVIEWS=NONE"]),
 }
 
 
@@ -42,16 +51,23 @@ def pixel_md5(path):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="write only these files; keep the others and their digests")
+    only = parser.parse_args().only
     out = ROOT / "autotest" / "golden"
     out.mkdir(exist_ok=True)
-    manifest = {}
+    manifest_path = out / "golden.json"
+    manifest = json.loads(manifest_path.read_text()) if only and manifest_path.exists() else {}
     for name, (source, window, options) in GOLDEN.items():
+        if only and name not in only:
+            continue
         target = str(out / name)
         gdal.Translate(target, str(ROOT / "autotest" / "data" / source), format="NSAT",
                        srcWin=window, creationOptions=options)
         manifest[name] = {"source": source, "window": window, "options": options,
                           "pixels_md5": pixel_md5(target)}
-    (out / "golden.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest, indent=2))
 
 

@@ -8,10 +8,11 @@ namespace {
 
 using test::readScene;
 
-std::unique_ptr<Codec> makeCodec(const std::string& name, const CodecOptions& options = {}) {
+std::unique_ptr<Codec> makeCodec(const std::string& name, const CodecOptions& options = {},
+                                 DataType type = DataType::Byte, int bands = 3) {
   const CodecDescriptor* descriptor = findCodec(name);
   EXPECT_NE(descriptor, nullptr);
-  return descriptor->create(descriptor->parametersFromOptions(options));
+  return descriptor->create(descriptor->parametersFromOptions(options, type, bands));
 }
 
 std::vector<uint8_t> roundTrip(const Codec& codec, const test::Scene& scene,
@@ -94,8 +95,8 @@ TEST(JpegCodec, RejectsNonByteDataAndBadOptions) {
   ASSERT_NE(jpeg, nullptr);
   EXPECT_FALSE(jpeg->rejectReason(DataType::UInt16, 1).empty());
   EXPECT_TRUE(jpeg->rejectReason(DataType::Byte, 5).empty());
-  EXPECT_THROW(jpeg->parametersFromOptions({{"QUALITY", "101"}}), Error);
-  EXPECT_THROW(jpeg->parametersFromOptions({{"QUALITY", "high"}}), Error);
+  EXPECT_THROW(jpeg->parametersFromOptions({{"QUALITY", "101"}}, DataType::Byte, 3), Error);
+  EXPECT_THROW(jpeg->parametersFromOptions({{"QUALITY", "high"}}, DataType::Byte, 3), Error);
   EXPECT_THROW(jpeg->create({{"quality", 0}}), Error);
   EXPECT_EQ(codecNames(DataType::Float32, 1), "LOSSLESS");
 }

@@ -160,7 +160,7 @@ TEST(TilePayload, LossyCodecKeepsNodataExact) {
       test::readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 0, 0, 256, 256);
   const std::vector<std::optional<double>> nodata(3, 0.0);
   const CodecDescriptor* jpeg = findCodec("JPEG");
-  const auto codec = jpeg->create(jpeg->parametersFromOptions({{"QUALITY", "40"}}));
+  const auto codec = jpeg->create(jpeg->parametersFromOptions({{"QUALITY", "40"}}, DataType::Byte, 3));
   const auto payload = encodeTilePayload(*codec, scene.shape, scene.pixels.data(), nodata);
   std::vector<uint8_t> decoded(scene.shape.byteCount());
   decodeTilePayload(*codec, scene.shape, payload.data(), payload.size(), nodata, decoded.data());
@@ -177,7 +177,7 @@ TEST(TilePayload, AllNodataTileIsOneByte) {
   std::vector<float> pixels(shape.pixelsPerBand() * 2, -99.0f);
   const std::vector<std::optional<double>> nodata(2, -99.0);
   const CodecDescriptor* lossless = findCodec("LOSSLESS");
-  const auto codec = lossless->create(lossless->parametersFromOptions({}));
+  const auto codec = lossless->create(lossless->parametersFromOptions({}, DataType::Byte, 3));
   const auto payload = encodeTilePayload(*codec, shape, pixels.data(), nodata);
   EXPECT_EQ(payload.size(), 1u);
   std::vector<float> decoded(pixels.size(), 0.0f);

@@ -232,7 +232,7 @@ def export(model, args, out_dir, step, test_ds, rd_points):
     card = {
         "id": model_id,
         "codec": "MULTIRATE",
-        "status": "skeleton: fill in after a full training run",
+        "status": f"trained {step} of {args.steps} steps" if step else "untrained",
         "architecture": {
             "paper": "Mijares i Verdu et al. 2023, reduced-complexity multirate remote sensing "
                      "compression; Balle et al. 2018 scale hyperprior; Balle et al. 2019 integer networks",

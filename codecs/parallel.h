@@ -1,6 +1,7 @@
-// A minimal parallel loop for tile encoding (GDAL's worker pool header is not
-// installed by Debian's libgdal-dev). Runs body(i) for i in [0, count) on up to
-// `threads` threads and rethrows the first exception after all of them stop.
+// A minimal parallel loop, for tiles in the driver and output channels in the learned
+// decoder (GDAL's worker pool header is not installed by Debian's libgdal-dev). Runs
+// body(i) for i in [0, count) on up to `threads` threads and rethrows the first
+// exception after all of them stop.
 #pragma once
 
 #include <atomic>

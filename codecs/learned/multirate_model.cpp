@@ -1,0 +1,123 @@
+#include "codecs/learned/multirate_model.h"
+
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
+#include <cmath>
+#include <map>
+#include <mutex>
+
+namespace nsat {
+
+namespace {
+
+torch::jit::Module loadTorchScript(const ModelFolder& folder, const std::string& name) {
+  try {
+    torch::jit::Module module = torch::jit::load(folder.file(name), torch::kCPU);
+    module.eval();
+    return module;
+  } catch (const c10::Error& e) {
+    throw Error("model " + folder.id + ": cannot load " + name + ": " + e.what_without_backtrace());
+  }
+}
+
+nlohmann::json readJson(const ModelFolder& folder, const std::string& name) {
+  try {
+    return nlohmann::json::parse(readTextFile(folder.file(name)));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("model " + folder.id + ": " + name + " is not valid JSON: " + e.what());
+  }
+}
+
+std::vector<QuantizedCdf> hyperLatentTables(const ModelFolder& folder) {
+  const nlohmann::json prior = readJson(folder, "factorized_prior.json");
+  std::vector<std::vector<float>> pmfs;
+  std::vector<float> tailMasses;
+  std::vector<int32_t> minValues;
+  try {
+    for (const auto& table : prior.at("tables")) {
+      pmfs.push_back(table.at("pmf").get<std::vector<float>>());
+      tailMasses.push_back(table.at("tail_mass").get<float>());
+      minValues.push_back(table.at("min_value").get<int32_t>());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("model " + folder.id + ": factorized_prior.json: " + e.what());
+  }
+  return factorizedPriorTables(pmfs, tailMasses, minValues);
+}
+
+// The TorchScript graph executor re-optimises a graph after profiling its first runs,
+// which changes float results between the first tiles and the rest: encoded bytes
+// would then depend on which thread coded which tile. Plain execution only.
+void useUnoptimisedTorchScript() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    torch::jit::getProfilingMode() = false;
+    torch::jit::getExecutorMode() = false;
+    torch::jit::setGraphExecutorOptimize(false);
+  });
+}
+
+std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
+  useUnoptimisedTorchScript();
+  auto model = std::make_shared<MultirateModel>();
+  model->folder = folder;
+  try {
+    const auto& architecture = folder.card.at("architecture");
+    model->bands = architecture.at("bands").get<int>();
+    model->lambdaMin = folder.card.at("lambda_min").get<double>();
+    model->lambdaMax = folder.card.at("lambda_max").get<double>();
+    if (folder.card.at("codec").get<std::string>() != "MULTIRATE") {
+      throw Error("it is not a MULTIRATE model");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("model " + folder.id + ": card.json: " + e.what());
+  }
+  if ((model->bands != 1 && model->bands != 3) || !(model->lambdaMin > 0) ||
+      !(model->lambdaMax >= model->lambdaMin)) {
+    throw Error("model " + folder.id + ": card.json has an unsupported band count or lambda range");
+  }
+  const torch::jit::Module analysis = loadTorchScript(folder, "analysis.pt");
+  try {
+    model->analysisTransform = analysis.attr("g_a").toModule();
+    model->modulation = analysis.attr("modulation").toModule();
+    model->inputScale = analysis.attr("input_scale").toDouble();
+  } catch (const c10::Error&) {
+    throw Error("model " + folder.id + ": analysis.pt lacks g_a, modulation or input_scale");
+  }
+  model->hyperAnalysis = loadTorchScript(folder, "hyper_analysis.pt");
+  model->synthesis =
+      std::make_unique<SynthesisNetwork>(loadTorchScript(folder, "synthesis.pt"));
+  model->sampleMax = model->synthesis->outputMax();
+  model->hyperSynthesis = std::make_unique<IntegerHyperSynthesis>(
+      readJson(folder, "hyper_synthesis_int.json"));
+  model->hyperLatentTables = hyperLatentTables(folder);
+  if (model->synthesis->outputBands() != model->bands ||
+      model->hyperSynthesis->outputChannels() != model->synthesis->latentChannels() ||
+      int(model->hyperLatentTables.size()) != model->hyperSynthesis->inputChannels() ||
+      model->hyperSynthesis->scaleLevels() != int(defaultGaussianTables().size())) {
+    throw Error("model " + folder.id + ": its files disagree on channel counts");
+  }
+  std::vector<QuantizedCdf> allTables = model->hyperLatentTables;
+  allTables.insert(allTables.end(), defaultGaussianTables().begin(),
+                   defaultGaussianTables().end());
+  model->tablesFingerprint = fingerprintHex(tablesFingerprint(allTables));
+  return model;
+}
+
+}  // namespace
+
+std::shared_ptr<const MultirateModel> loadMultirateModel(const std::string& id,
+                                                         const std::string& expectedSha256) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const MultirateModel>> loaded;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = loaded.find(id);
+  if (found == loaded.end()) {
+    found = loaded.emplace(id, buildModel(openModelFolder(id))).first;
+  }
+  if (!expectedSha256.empty()) requireModelVersion(found->second->folder, expectedSha256);
+  return found->second;
+}
+
+}  // namespace nsat
