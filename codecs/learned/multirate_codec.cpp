@@ -203,14 +203,14 @@ class MultirateCodec final : public Codec {
     if (!rejectReason(shape.type, shape.bands).empty()) {
       throw Error("MULTIRATE: " + rejectReason(shape.type, shape.bands));
     }
-    const bool byteModel = model_->sampleMax <= 255;
+    const bool byteModel = model_->codesBytes();
     if (byteModel != (shape.type == DataType::Byte)) {
       throw Error("MULTIRATE model " + model_->folder.id + " codes " +
                   (byteModel ? "Byte" : "16-bit") + " images, not " + dataTypeName(shape.type));
     }
   }
 
-  bool mapsSamples() const { return model_->sampleMax > 255; }
+  bool mapsSamples() const { return !model_->codesBytes(); }
 
   SampleMapping mappingFor(const TileShape& shape, const void* pixels,
                            const BandGroup& group) const {
@@ -367,7 +367,7 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
   const std::string modelId = modelOption == options.end() ? defaultModel(type)
                                                            : modelOption->second;
   const auto model = loadMultirateModel(modelId);
-  const bool byteModel = model->sampleMax <= 255;
+  const bool byteModel = model->codesBytes();
   if (byteModel != (type == DataType::Byte)) {
     throw Error("MODEL=" + modelId + " codes " + (byteModel ? "Byte" : "UInt16/Int16") +
                 " images, not " + dataTypeName(type) + " (the default for " +

@@ -22,6 +22,8 @@ struct MultirateModel {
   double lambdaMin = 0, lambdaMax = 0;
   double sampleMax = 0;  // 255 or 65535: the sample range the model was trained on
 
+  bool codesBytes() const { return sampleMax <= 255; }
+
   // Encoder only (float results never reach the decoder's entropy tables).
   torch::jit::Module analysisTransform;   // g_a, input scaling included
   torch::jit::Module modulation;          // lambda / lambda_max -> per-channel gain
