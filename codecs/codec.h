@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,6 +33,15 @@ const char* dataTypeName(DataType type);
 DataType dataTypeFromName(const std::string& name);
 bool isFloatingPoint(DataType type);
 
+// Where a tile lies in the image, for codecs that read per-pixel side data (RDIC's
+// ROI_MASK): its level, its corner in that level, the level's size and the image's.
+struct TilePlacement {
+  int level = 0;
+  int x = 0, y = 0;
+  int levelWidth = 0, levelHeight = 0;
+  int imageWidth = 0, imageHeight = 0;
+};
+
 // Shape of one tile as handed to a codec. Pixels are planar: band-major, then rows,
 // then columns, native endianness, `dataTypeSize(type)` bytes each.
 struct TileShape {
@@ -39,6 +49,7 @@ struct TileShape {
   int height = 0;
   int bands = 0;
   DataType type = DataType::Byte;
+  TilePlacement placement;
 
   size_t pixelsPerBand() const { return static_cast<size_t>(width) * height; }
   size_t bytesPerBand() const { return pixelsPerBand() * dataTypeSize(type); }
@@ -54,6 +65,17 @@ struct ModelRef {
 
 // Creation options addressed to the codec (QUALITY, ZSTD_LEVEL, ...), keys upper-case.
 using CodecOptions = std::map<std::string, std::string>;
+
+// A small raster a codec stores in each tile next to the pixels and that users can
+// read (FIXED_QUALITY: the PSNR each block achieved; RDIC: its region-of-interest
+// mask). The driver shows it as the subdataset NSAT_AUX:<file>.
+struct AuxiliaryDescription {
+  std::string name;         // e.g. "BLOCK_PSNR"
+  std::string description;  // one line for gdalinfo
+  std::string unit;         // e.g. "dB"
+  int cellSize = 0;         // pixels per cell side; cells start at each tile's corner
+  std::vector<std::string> layerNames;  // one band each
+};
 
 class Codec {
  public:
@@ -71,6 +93,16 @@ class Codec {
   // `pixels` holds shape.byteCount() bytes. Throws nsat::Error on corrupt input.
   virtual void decode(const TileShape& shape, const uint8_t* data, size_t size,
                       void* pixels) const = 0;
+  // What auxiliary raster this codec stores for an image of `bands` bands in tiles of
+  // `tileSize` pixels; nullopt if none.
+  virtual std::optional<AuxiliaryDescription> auxiliary(int /*bands*/, int /*tileSize*/) const {
+    return std::nullopt;
+  }
+  // One tile's auxiliary values: layers x ceil(height / cellSize) x ceil(width /
+  // cellSize). Throws nsat::Error on corrupt input.
+  virtual std::vector<float> auxiliaryValues(const TileShape&, const uint8_t*, size_t) const {
+    return {};
+  }
 };
 
 }  // namespace nsat

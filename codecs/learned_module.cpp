@@ -10,7 +10,7 @@ namespace nsat {
 namespace {
 
 struct LoadedModule {
-  std::vector<CodecDescriptor> codecs;
+  LearnedModuleExports exports;
   std::string error;  // set if loading failed; reported on every later use too
 };
 
@@ -31,8 +31,8 @@ LoadedModule loadModule() {
   auto entry = reinterpret_cast<LearnedModuleEntry>(dlsym(handle, kLearnedModuleEntry));
   if (!entry) {
     loaded.error = "the learned-codec module " + path + " has no " + kLearnedModuleEntry;
-  } else if (entry(kLearnedModuleAbi, &loaded.codecs) != 0) {
-    loaded.codecs.clear();
+  } else if (entry(kLearnedModuleAbi, &loaded.exports) != 0) {
+    loaded.exports = LearnedModuleExports();
     loaded.error = "the learned-codec module " + path +
                    " was built for another version of the NSAT plugin";
   }
@@ -42,14 +42,15 @@ LoadedModule loadModule() {
 }  // namespace
 
 bool isLearnedCodecName(const std::string& upperCaseName) {
-  for (const char* name : {"MULTIRATE", "FIXED_QUALITY", "RDIC", "VQ", "DIFFUSION"}) {
+  for (const char* name : {"MULTIRATE", "FIXED_QUALITY", "VQ", "DIFFUSION"}) {
     if (upperCaseName == name) return true;
   }
   return false;
 }
 
 const std::vector<std::string>& learnedCodecOptionNames() {
-  static const std::vector<std::string> names = {"LAMBDA", "TARGET_BPP", "MODEL"};
+  static const std::vector<std::string> names = {
+      "LAMBDA", "TARGET_BPP", "MODEL", "TARGET_PSNR", "TARGET_MSE", "QUALITY_BLOCK", "REFINE"};
   return names;
 }
 
@@ -64,12 +65,12 @@ std::string learnedModulePath() {
   return kLearnedModuleFile;
 }
 
-const std::vector<CodecDescriptor>& learnedCodecs() {
+const LearnedModuleExports& learnedModule() {
   static std::once_flag once;
   static LoadedModule module;
   std::call_once(once, [] { module = loadModule(); });
   if (!module.error.empty()) throw Error(module.error);
-  return module.codecs;
+  return module.exports;
 }
 
 }  // namespace nsat

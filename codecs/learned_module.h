@@ -4,6 +4,7 @@
 // file or a creation option names one of them.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,11 +14,31 @@ namespace nsat {
 
 constexpr const char* kLearnedModuleFile = "nsat_learned.so";
 // Bumped whenever CodecDescriptor or Codec change in a way the module must match.
-constexpr int kLearnedModuleAbi = 2;
-// The module's entry point: appends its codecs and returns 0, or returns non-zero if it
+constexpr int kLearnedModuleAbi = 3;
+
+// The relevance of each pixel of an RGB tile under RDIC's land-cover classifier.
+struct ClassifierExplanation {
+  std::vector<float> relevance;  // height x width, summed over the colour channels
+  int predictedClass = 0;
+  std::string className;
+};
+
+// What the module provides: its codecs, and the classifier that RDIC (a built-in codec:
+// its decoder is plain JPEG) needs only to encode.
+struct LearnedModuleExports {
+  std::vector<CodecDescriptor> codecs;
+  // The classifier's id and card hash; throws nsat::Error if it is missing or damaged.
+  std::function<ModelRef(const std::string& model)> classifierRef;
+  // `rgb`: planar 3 x height x width samples 0..255.
+  std::function<ClassifierExplanation(const std::string& model, const std::vector<float>& rgb,
+                                      int height, int width, bool allClasses, double epsilon)>
+      explain;
+};
+
+// The module's entry point: fills `exports` and returns 0, or returns non-zero if it
 // was built for another ABI.
 constexpr const char* kLearnedModuleEntry = "nsat_register_learned_codecs";
-using LearnedModuleEntry = int (*)(int abi, std::vector<CodecDescriptor>* codecs);
+using LearnedModuleEntry = int (*)(int abi, LearnedModuleExports* exports);
 
 // Codec names the module provides, known without loading it.
 bool isLearnedCodecName(const std::string& upperCaseName);
@@ -28,8 +49,9 @@ const std::vector<std::string>& learnedCodecOptionNames();
 // holds this code (the GDAL plugin folder once installed).
 std::string learnedModulePath();
 
-// Loads the module once per process (thread-safe) and returns its codecs. Throws
+// Loads the module once per process (thread-safe) and returns what it exports. Throws
 // nsat::Error naming the module's path if it is missing or incompatible.
-const std::vector<CodecDescriptor>& learnedCodecs();
+const LearnedModuleExports& learnedModule();
+inline const std::vector<CodecDescriptor>& learnedCodecs() { return learnedModule().codecs; }
 
 }  // namespace nsat

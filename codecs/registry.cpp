@@ -8,6 +8,7 @@
 #include "codecs/jpeg_codec.h"
 #include "codecs/learned_module.h"
 #include "codecs/lossless_codec.h"
+#include "codecs/rdic_codec.h"
 
 namespace nsat {
 
@@ -32,8 +33,8 @@ std::string joinNames(const std::function<bool(const CodecDescriptor&)>& keep) {
 }  // namespace
 
 const std::vector<CodecDescriptor>& allCodecs() {
-  static const std::vector<CodecDescriptor> codecs = {losslessCodecDescriptor(),
-                                                      jpegCodecDescriptor()};
+  static const std::vector<CodecDescriptor> codecs = {
+      losslessCodecDescriptor(), jpegCodecDescriptor(), rdicCodecDescriptor()};
   return codecs;
 }
 
@@ -72,6 +73,19 @@ int intOption(const CodecOptions& options, const std::string& key, int defaultVa
                 std::to_string(minValue) + " to " + std::to_string(maxValue));
   }
   return static_cast<int>(value);
+}
+
+double doubleOption(const CodecOptions& options, const std::string& key, double minValue,
+                    double maxValue) {
+  const std::string& text = options.at(key);
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (errno != 0 || end == text.c_str() || *end != '\0' || !(value >= minValue && value <= maxValue)) {
+    throw Error(key + "=" + text + " is invalid: expected a number from " +
+                std::to_string(minValue) + " to " + std::to_string(maxValue));
+  }
+  return value;
 }
 
 }  // namespace nsat

@@ -38,5 +38,8 @@ std::string codecNames();
 // Parsing helpers shared by codecs' parametersFromOptions.
 int intOption(const CodecOptions& options, const std::string& key, int defaultValue,
               int minValue, int maxValue);
+// `key` must be present; throws nsat::Error unless it is a number in [minValue, maxValue].
+double doubleOption(const CodecOptions& options, const std::string& key, double minValue,
+                    double maxValue);
 
 }  // namespace nsat

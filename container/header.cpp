@@ -51,6 +51,8 @@ TileShape Header::tileShape(int level, int tileX, int tileY) const {
   shape.height = std::min(blockHeight, size.height - tileY * blockHeight);
   shape.bands = bands;
   shape.type = type;
+  shape.placement = {level, tileX * blockWidth, tileY * blockHeight, size.width, size.height,
+                     width, height};
   return shape;
 }
 

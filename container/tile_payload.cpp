@@ -206,6 +206,24 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
   return out;
 }
 
+std::optional<CodecBytes> codecBytesOf(const uint8_t* data, size_t size) {
+  if (size < 1) throw Error("tile is corrupt: empty payload");
+  const uint8_t flags = data[0];
+  if (flags & ~(kFlagMask | kFlagEmpty) || flags == (kFlagMask | kFlagEmpty)) {
+    throw Error("tile is corrupt: unknown flags");
+  }
+  if (flags & kFlagEmpty) return std::nullopt;
+  size_t offset = 1;
+  if (flags & kFlagMask) {
+    if (size < offset + 4) throw Error("tile is corrupt: truncated mask");
+    const size_t packedSize = getLE(data + offset, 4);
+    offset += 4;
+    if (packedSize > size - offset) throw Error("tile is corrupt: truncated mask");
+    offset += packedSize;
+  }
+  return CodecBytes{data + offset, size - offset};
+}
+
 void decodeTilePayload(const Codec& codec, const TileShape& shape, const uint8_t* data,
                        size_t size, const std::vector<std::optional<double>>& declaredNodata,
                        void* pixels) {

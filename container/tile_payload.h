@@ -22,4 +22,12 @@ void decodeTilePayload(const Codec& codec, const TileShape& shape, const uint8_t
                        size_t size, const std::vector<std::optional<double>>& nodata,
                        void* pixels);
 
+// The codec's own bytes inside a tile payload (after the flags and nodata mask);
+// nullopt for an EMPTY tile. Throws nsat::Error on a corrupt payload.
+struct CodecBytes {
+  const uint8_t* data;
+  size_t size;
+};
+std::optional<CodecBytes> codecBytesOf(const uint8_t* data, size_t size);
+
 }  // namespace nsat

@@ -238,6 +238,11 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     header.codecParameters = descriptor->parametersFromOptions(settings.codecOptions, type, bands);
     const std::unique_ptr<Codec> codec = descriptor->create(header.codecParameters);
     header.models = codec->models();
+    const auto auxiliary = codec->auxiliary(bands, settings.blockSize);
+    if (auxiliary && settings.blockSize % auxiliary->cellSize != 0) {
+      throw Error("BLOCKSIZE=" + std::to_string(settings.blockSize) + " must be a multiple of " +
+                  std::to_string(auxiliary->cellSize) + " for CODEC=" + descriptor->name);
+    }
     describeScene(*source, header);
 
     ContainerWriter writer(filename, header);

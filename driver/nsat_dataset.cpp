@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "codecs/registry.h"
+#include "driver/nsat_auxiliary.h"
 #include "container/tile_payload.h"
 #include "metadata/scene_description.h"
 
@@ -53,8 +54,36 @@ NSATDataset::NSATDataset(std::shared_ptr<const ContainerReader> reader,
 }
 
 int NSATDataset::Identify(GDALOpenInfo* openInfo) {
+  if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) return TRUE;
   return hasNsatMagic(openInfo->pabyHeader, size_t(openInfo->nHeaderBytes));
 }
+
+namespace {
+
+std::shared_ptr<const Codec> codecOf(const Header& header) {
+  const CodecDescriptor* descriptor = findCodec(header.codecName);
+  if (!descriptor) {
+    throw Error("codec '" + header.codecName + "' is not known to this NSAT driver (it knows " +
+                codecNames() + ")");
+  }
+  return descriptor->create(header.codecParameters);
+}
+
+GDALDataset* openAuxiliary(const char* name) {
+  const std::string path = name + std::strlen(kAuxiliaryPrefix);
+  std::shared_ptr<const ContainerReader> reader = ContainerReader::open(path);
+  std::shared_ptr<const Codec> codec = codecOf(reader->header());
+  const auto description = codec->auxiliary(reader->header().bands, reader->header().blockWidth);
+  if (!description) {
+    throw Error("CODEC=" + reader->header().codecName + " stores no auxiliary raster");
+  }
+  auto dataset = std::make_unique<NSATAuxiliaryDataset>(reader, codec, *description);
+  dataset->SetDescription(name);
+  dataset->SetPamFlags(dataset->GetPamFlags() | GPF_DISABLED);
+  return dataset.release();
+}
+
+}  // namespace
 
 GDALDataset* NSATDataset::Open(GDALOpenInfo* openInfo) {
   if (!Identify(openInfo)) return nullptr;
@@ -65,14 +94,12 @@ GDALDataset* NSATDataset::Open(GDALOpenInfo* openInfo) {
     return nullptr;
   }
   try {
+    if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) {
+      return openAuxiliary(openInfo->pszFilename);
+    }
     std::shared_ptr<const ContainerReader> reader = ContainerReader::open(openInfo->pszFilename);
     const Header& header = reader->header();
-    const CodecDescriptor* descriptor = findCodec(header.codecName);
-    if (!descriptor) {
-      throw Error("codec '" + header.codecName +
-                  "' is not known to this NSAT driver (it knows " + codecNames() + ")");
-    }
-    std::shared_ptr<const Codec> codec = descriptor->create(header.codecParameters);
+    std::shared_ptr<const Codec> codec = codecOf(header);
 
     auto dataset = std::make_unique<NSATDataset>(reader, codec, 0);
     dataset->SetDescription(openInfo->pszFilename);
@@ -117,6 +144,50 @@ void NSATDataset::describeStorage() {
   SetMetadataItem("NSAT_BITS_PER_SAMPLE", CPLSPrintf("%.4f", bits / (pixels * header.bands)),
                   domain);
   SetMetadataItem("NSAT_COMPRESSION_RATIO", CPLSPrintf("%.3f", rawBits / bits), domain);
+
+  auxiliary_ = codec_->auxiliary(header.bands, header.blockWidth);
+  if (auxiliary_) {
+    SetMetadataItem("SUBDATASET_1_NAME", (std::string(kAuxiliaryPrefix) + GetDescription()).c_str(),
+                    "SUBDATASETS");
+    SetMetadataItem("SUBDATASET_1_DESC",
+                    (auxiliary_->name + ": " + auxiliary_->description + " (" +
+                     (auxiliary_->unit.empty() ? "" : auxiliary_->unit + ", ") + "one value per " +
+                     std::to_string(auxiliary_->cellSize) + " px cell)")
+                        .c_str(),
+                    "SUBDATASETS");
+  }
+}
+
+// The auxiliary raster's summary reads every full-resolution tile, so it is made only
+// when the default metadata domain is asked for (gdalinfo does).
+void NSATDataset::summariseAuxiliaryOnce() {
+  if (!auxiliary_ || auxiliarySummarised_ || level_ != 0) return;
+  auxiliarySummarised_ = true;
+  try {
+    const AuxiliarySummary summary = summariseAuxiliary(*reader_, *codec_);
+    if (summary.cells == 0) return;
+    const std::string prefix = "NSAT_" + auxiliary_->name;
+    const bool dirty = GetPamFlags() & GPF_DIRTY;
+    GDALPamDataset::SetMetadataItem((prefix + "_MEAN").c_str(), CPLSPrintf("%.2f", summary.mean));
+    GDALPamDataset::SetMetadataItem((prefix + "_MIN").c_str(), CPLSPrintf("%.2f", summary.minimum));
+    GDALPamDataset::SetMetadataItem((prefix + "_MAX").c_str(), CPLSPrintf("%.2f", summary.maximum));
+    if (!dirty) SetPamFlags(GetPamFlags() & ~GPF_DIRTY);
+  } catch (const std::exception& e) {
+    CPLError(CE_Warning, CPLE_AppDefined, "NSAT: %s: cannot summarise %s: %s", GetDescription(),
+             auxiliary_->name.c_str(), e.what());
+  }
+}
+
+char** NSATDataset::GetMetadata(const char* domain) {
+  if (domain == nullptr || domain[0] == '\0') summariseAuxiliaryOnce();
+  return GDALPamDataset::GetMetadata(domain);
+}
+
+const char* NSATDataset::GetMetadataItem(const char* name, const char* domain) {
+  if ((domain == nullptr || domain[0] == '\0') && name && STARTS_WITH_CI(name, "NSAT_")) {
+    summariseAuxiliaryOnce();
+  }
+  return GDALPamDataset::GetMetadataItem(name, domain);
 }
 
 std::shared_ptr<const std::vector<uint8_t>> NSATDataset::decodedTile(int blockX, int blockY) {

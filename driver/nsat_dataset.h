@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <gdal_pam.h>
@@ -36,6 +37,10 @@ class NSATDataset final : public GDALPamDataset {
     return buildingExternalOverviews_ ? 0 : int(overviews_.size());
   }
   NSATDataset* internalOverview(int i) const { return overviews_[size_t(i)].get(); }
+  // The default domain adds the summary of the codec's auxiliary raster, if any.
+  char** GetMetadata(const char* domain = "") override;
+  const char* GetMetadataItem(const char* name, const char* domain = "") override;
+
   // Decodes the tile once and serves every band's block from it.
   CPLErr readBlock(int blockX, int blockY, int band, void* image);
 
@@ -43,12 +48,15 @@ class NSATDataset final : public GDALPamDataset {
   // Decoded planar tile, cached so the other bands' blocks need no second decode.
   std::shared_ptr<const std::vector<uint8_t>> decodedTile(int blockX, int blockY);
   void describeStorage();
+  void summariseAuxiliaryOnce();
 
   std::shared_ptr<const ContainerReader> reader_;
   std::shared_ptr<const Codec> codec_;
   int level_;
   std::vector<std::unique_ptr<NSATDataset>> overviews_;
   bool buildingExternalOverviews_ = false;
+  std::optional<AuxiliaryDescription> auxiliary_;
+  bool auxiliarySummarised_ = false;
 
   std::mutex cacheMutex_;
   int cachedX_ = -1;

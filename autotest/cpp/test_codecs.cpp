@@ -59,7 +59,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(LosslessCodec, KeepsNanBitPatterns) {
   std::vector<float> samples = {1.5f, std::nanf(""), -0.0f, INFINITY, 3.25f, -INFINITY};
-  const TileShape shape{3, 2, 1, DataType::Float32};
+  const TileShape shape{3, 2, 1, DataType::Float32, {}};
   const auto codec = makeCodec("LOSSLESS");
   const auto bytes = codec->encode(shape, samples.data());
   std::vector<float> decoded(samples.size());

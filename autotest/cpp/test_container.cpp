@@ -173,7 +173,7 @@ TEST(TilePayload, LossyCodecKeepsNodataExact) {
 }
 
 TEST(TilePayload, AllNodataTileIsOneByte) {
-  const TileShape shape{64, 64, 2, DataType::Float32};
+  const TileShape shape{64, 64, 2, DataType::Float32, {}};
   std::vector<float> pixels(shape.pixelsPerBand() * 2, -99.0f);
   const std::vector<std::optional<double>> nodata(2, -99.0);
   const CodecDescriptor* lossless = findCodec("LOSSLESS");

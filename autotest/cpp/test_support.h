@@ -28,7 +28,7 @@ inline Scene readScene(const std::string& name, DataType type, GDALDataType gdal
       GDALDataset::Open(dataPath(name).c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY));
   EXPECT_NE(dataset, nullptr) << name;
   Scene scene;
-  scene.shape = {width, height, dataset->GetRasterCount(), type};
+  scene.shape = {width, height, dataset->GetRasterCount(), type, {}};
   scene.pixels.resize(scene.shape.byteCount());
   const CPLErr err = dataset->RasterIO(GF_Read, x, y, width, height, scene.pixels.data(), width,
                                        height, gdalType, scene.shape.bands, nullptr, 0, 0, 0);

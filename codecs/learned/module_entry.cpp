@@ -6,18 +6,38 @@
 #include <cstdlib>
 #include <thread>
 
+#include "codecs/learned/fixed_quality_codec.h"
 #include "codecs/learned/multirate_codec.h"
+#include "codecs/learned/relevance.h"
 #include "codecs/learned_module.h"
 
+namespace {
+
+nsat::ClassifierExplanation explain(const std::string& model, const std::vector<float>& rgb,
+                                    int height, int width, bool allClasses, double epsilon) {
+  const auto classifier = nsat::loadLandCoverClassifier(model);
+  const nsat::RelevanceResult result =
+      classifier->explain(rgb, height, width, allClasses, epsilon);
+  return {result.relevance, result.predictedClass,
+          classifier->classes().at(size_t(result.predictedClass))};
+}
+
+}  // namespace
+
 extern "C" __attribute__((visibility("default"))) int nsat_register_learned_codecs(
-    int abi, std::vector<nsat::CodecDescriptor>* codecs) {
-  if (abi != nsat::kLearnedModuleAbi || !codecs) return 1;
+    int abi, nsat::LearnedModuleExports* exports) {
+  if (abi != nsat::kLearnedModuleAbi || !exports) return 1;
   // OpenMP gives LibTorch one thread here unless told otherwise.
   int threads = int(std::thread::hardware_concurrency());
   if (const char* text = std::getenv("NSAT_TORCH_THREADS")) threads = std::atoi(text);
   if (threads > 0) at::set_num_threads(threads);
   // For determinism checks: the encoder's transforms on LibTorch's generic kernels.
   if (std::getenv("NSAT_TORCH_DISABLE_MKLDNN")) at::globalContext().setUserEnabledMkldnn(false);
-  codecs->push_back(nsat::multirateCodecDescriptor());
+  exports->codecs.push_back(nsat::multirateCodecDescriptor());
+  exports->codecs.push_back(nsat::fixedQualityCodecDescriptor());
+  exports->classifierRef = [](const std::string& model) {
+    return nsat::loadLandCoverClassifier(model)->folder().ref();
+  };
+  exports->explain = explain;
   return 0;
 }

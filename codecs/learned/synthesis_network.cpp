@@ -180,6 +180,20 @@ std::vector<float> SynthesisNetwork::run(const std::vector<int32_t>& y, int heig
   if (y.size() != size_t(latentChannels_) * height * width) {
     throw Error("synthesis: latent has the wrong size");
   }
+  const std::vector<float> gain = demodulationGain(lambda);
+  const size_t latentPlane = size_t(height) * width;
+  std::vector<float> scaled(y.size());
+  for (int c = 0; c < latentChannels_; ++c)
+    for (size_t p = 0; p < latentPlane; ++p)
+      scaled[c * latentPlane + p] = float(y[c * latentPlane + p]) * gain[c];
+  return runScaled(scaled, height, width, threads);
+}
+
+std::vector<float> SynthesisNetwork::runScaled(const std::vector<float>& y, int height,
+                                               int width, int threads) const {
+  if (y.size() != size_t(latentChannels_) * height * width) {
+    throw Error("synthesis: latent has the wrong size");
+  }
   // Buffers sized for the largest layer and kept per thread (about 13 MB for 256-pixel
   // tiles): fresh multi-megabyte allocations for every tile cost more in page faults
   // than the convolutions themselves.
@@ -199,11 +213,7 @@ std::vector<float> SynthesisNetwork::run(const std::vector<int32_t>& y, int heig
   float* squares = squaresBuffer.data();
   float* padded = paddedBuffer.data();
 
-  const std::vector<float> gain = demodulationGain(lambda);
-  const size_t latentPlane = size_t(height) * width;
-  for (int c = 0; c < latentChannels_; ++c)
-    for (size_t p = 0; p < latentPlane; ++p)
-      activation[c * latentPlane + p] = float(y[c * latentPlane + p]) * gain[c];
+  std::copy(y.begin(), y.end(), activation);
 
   int h = height, w = width;
   for (size_t layer = 0; layer < convs_.size(); ++layer) {

@@ -34,6 +34,13 @@ class SynthesisNetwork {
   // 16 height x 16 width samples in raw units, clamped to [0, outputMax()].
   std::vector<float> run(const std::vector<int32_t>& y, int height, int width, float lambda,
                          int threads) const;
+  // Same from latents already multiplied by their demodulation gain (a lambda per
+  // position, or unquantised latents for an encoder's estimate).
+  std::vector<float> runScaled(const std::vector<float>& scaledLatent, int height, int width,
+                               int threads) const;
+
+  // lambda -> the per-channel gain on y_hat (the demodulation net, in float32).
+  std::vector<float> demodulationGain(float lambda) const;
 
  private:
   struct Conv {
@@ -50,8 +57,6 @@ class SynthesisNetwork {
     std::vector<float> weight;  // [out][in]
     std::vector<float> bias;
   };
-
-  std::vector<float> demodulationGain(float lambda) const;
 
   std::vector<Conv> convs_;           // 4: each followed by PixelShuffle(2)
   std::vector<InverseGdn> inverseGdns_;  // 3: after the first three shuffles

@@ -1,0 +1,14 @@
+// FIXED_QUALITY: every block of the image meets a target PSNR or MSE (Mijares i Verdu
+// et al. 2024, "Fixed-quality compression of remote sensing images with neural
+// networks"). A MULTIRATE model codes the tile with a lambda per block, predicted from
+// the block's baseline error and corrected in closed loop (REFINE); the 8-bit lambda
+// map and the achieved PSNR of each block travel as side information.
+#pragma once
+
+#include "codecs/registry.h"
+
+namespace nsat {
+
+CodecDescriptor fixedQualityCodecDescriptor();
+
+}  // namespace nsat

@@ -1,0 +1,226 @@
+#include "codecs/learned/multirate_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#include "codecs/entropy/rans_coder.h"
+
+namespace nsat {
+
+namespace {
+
+constexpr double kMappedRange = 4096;
+
+// Module::forward is not const; a copy is a handle onto the same shared module.
+at::Tensor runModule(const torch::jit::Module& module, const at::Tensor& input) {
+  torch::jit::Module handle = module;
+  return handle.forward({input}).toTensor();
+}
+
+}  // namespace
+
+std::vector<BandGroup> bandGroups(int modelBands, int imageBands) {
+  std::vector<BandGroup> groups;
+  int band = 0;
+  if (modelBands == 3) {
+    for (; band + 3 <= imageBands; band += 3) groups.push_back({band, 3});
+  }
+  for (; band < imageBands; ++band) groups.push_back({band, 1});
+  return groups;
+}
+
+std::string multirateRejectReason(DataType type, int) {
+  if (type == DataType::Byte || type == DataType::UInt16 || type == DataType::Int16) return "";
+  return std::string("the MULTIRATE models code Byte, UInt16 and Int16 samples, not ") +
+         dataTypeName(type);
+}
+
+float SampleMapping::toModel(double sample) const {
+  return float(std::ldexp(sample - offset, -shift) + base);
+}
+
+double SampleMapping::fromModel(float value) const {
+  return std::ldexp(double(value) - base, shift) + offset;
+}
+
+double sampleAt(const TileShape& shape, const void* pixels, size_t index) {
+  switch (shape.type) {
+    case DataType::Byte: return static_cast<const uint8_t*>(pixels)[index];
+    case DataType::UInt16: return static_cast<const uint16_t*>(pixels)[index];
+    case DataType::Int16: return static_cast<const int16_t*>(pixels)[index];
+    default: throw Error("learned codec: unsupported sample type");
+  }
+}
+
+void storeSample(const TileShape& shape, void* pixels, size_t index, double value) {
+  const double rounded = std::floor(value + 0.5);
+  switch (shape.type) {
+    case DataType::Byte:
+      static_cast<uint8_t*>(pixels)[index] = uint8_t(std::clamp(rounded, 0.0, 255.0));
+      break;
+    case DataType::UInt16:
+      static_cast<uint16_t*>(pixels)[index] = uint16_t(std::clamp(rounded, 0.0, 65535.0));
+      break;
+    case DataType::Int16:
+      static_cast<int16_t*>(pixels)[index] = int16_t(std::clamp(rounded, -32768.0, 32767.0));
+      break;
+    default: throw Error("learned codec: unsupported sample type");
+  }
+}
+
+int decodeThreads() {
+  if (const char* text = std::getenv("NSAT_DECODE_THREADS")) {
+    const int threads = std::atoi(text);
+    if (threads > 0) return threads;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+MultirateEngine::MultirateEngine(std::shared_ptr<const MultirateModel> model,
+                                 std::string codecName)
+    : model_(std::move(model)), codecName_(std::move(codecName)) {}
+
+void MultirateEngine::checkShape(const TileShape& shape) const {
+  const std::string rejected = multirateRejectReason(shape.type, shape.bands);
+  if (!rejected.empty()) throw Error(codecName_ + ": " + rejected);
+  const bool byteModel = model_->codesBytes();
+  if (byteModel != (shape.type == DataType::Byte)) {
+    throw Error(codecName_ + " model " + model_->folder.id + " codes " +
+                (byteModel ? "Byte" : "16-bit") + " images, not " + dataTypeName(shape.type));
+  }
+}
+
+SampleMapping MultirateEngine::mappingFor(const TileShape& shape, const void* pixels,
+                                          const BandGroup& group) const {
+  SampleMapping mapping;
+  if (!mapsSamples()) return mapping;
+  const size_t first = size_t(group.firstBand) * shape.pixelsPerBand();
+  const size_t count = size_t(group.bandCount) * shape.pixelsPerBand();
+  double low = sampleAt(shape, pixels, first), high = low;
+  for (size_t i = first; i < first + count; ++i) {
+    const double value = sampleAt(shape, pixels, i);
+    low = std::min(low, value);
+    high = std::max(high, value);
+  }
+  mapping.offset = int32_t(low);
+  mapping.base = kMappedBase;
+  while (mapping.shift < kMaxSampleShift && std::ldexp(high - low, -mapping.shift) > kMappedRange) {
+    ++mapping.shift;
+  }
+  return mapping;
+}
+
+at::Tensor MultirateEngine::analyse(const TileShape& shape, const void* pixels,
+                                    const BandGroup& group, const SampleMapping& mapping) const {
+  const int width = paddedToLatentGrid(shape.width), height = paddedToLatentGrid(shape.height);
+  at::Tensor input = at::empty({1, model_->bands, height, width}, at::kFloat);
+  float* out = input.data_ptr<float>();
+  for (int c = 0; c < model_->bands; ++c) {
+    const int band = group.firstBand + (group.bandCount == 1 ? 0 : c);
+    for (int y = 0; y < height; ++y) {
+      const size_t row = size_t(band) * shape.pixelsPerBand() +
+                         size_t(std::min(y, shape.height - 1)) * shape.width;
+      for (int x = 0; x < width; ++x) {
+        const double value = sampleAt(shape, pixels, row + std::min(x, shape.width - 1));
+        *out++ = std::clamp(mapping.toModel(value), 0.0f, float(model_->sampleMax));
+      }
+    }
+  }
+  c10::InferenceMode guard;
+  return runModule(model_->analysisTransform, input * model_->inputScale);
+}
+
+at::Tensor MultirateEngine::modulationGain(float lambda) const {
+  c10::InferenceMode guard;
+  const at::Tensor lambdaNormalised =
+      at::full({1, 1}, lambda, at::kFloat) / float(model_->lambdaMax);
+  return runModule(model_->modulation, lambdaNormalised).reshape({-1});
+}
+
+std::vector<uint8_t> MultirateEngine::codeModulatedLatent(
+    const at::Tensor& modulated, const std::vector<PrefixSymbol>& prefix) const {
+  c10::InferenceMode guard;
+  const at::Tensor z = runModule(model_->hyperAnalysis, modulated);
+  const at::Tensor ySymbols = at::round(modulated).to(at::kInt).contiguous();
+  const at::Tensor zSymbols = at::round(z).to(at::kInt).contiguous();
+
+  const int zHeight = int(z.size(2)), zWidth = int(z.size(3));
+  const int height = int(modulated.size(2)), width = int(modulated.size(3));
+  const int32_t* zData = zSymbols.data_ptr<int32_t>();
+  const std::vector<int32_t> zValues(zData, zData + zSymbols.numel());
+  const std::vector<uint8_t> indices =
+      model_->hyperSynthesis->scaleIndices(zValues, zHeight, zWidth, height, width);
+
+  RansEncoder encoder;
+  for (const PrefixSymbol& symbol : prefix) encoder.encode(symbol.value, *symbol.table);
+  const size_t zPlane = size_t(zHeight) * zWidth;
+  for (size_t i = 0; i < zValues.size(); ++i) {
+    encoder.encode(zValues[i], model_->hyperLatentTables[i / zPlane]);
+  }
+  const int32_t* yData = ySymbols.data_ptr<int32_t>();
+  const auto& gaussians = defaultGaussianTables();
+  for (size_t i = 0; i < indices.size(); ++i) encoder.encode(yData[i], gaussians[indices[i]]);
+  return encoder.finish();
+}
+
+std::vector<int32_t> MultirateEngine::decodeLatent(RansDecoder& decoder, int height,
+                                                   int width) const {
+  const int zHeight = (height + 3) / 4, zWidth = (width + 3) / 4;
+  const auto& zTables = model_->hyperLatentTables;
+  std::vector<int32_t> z(zTables.size() * zHeight * zWidth);
+  const size_t zPlane = size_t(zHeight) * zWidth;
+  for (size_t i = 0; i < z.size(); ++i) z[i] = decoder.decode(zTables[i / zPlane]);
+  const std::vector<uint8_t> indices =
+      model_->hyperSynthesis->scaleIndices(z, zHeight, zWidth, height, width);
+  const auto& gaussians = defaultGaussianTables();
+  std::vector<int32_t> y(indices.size());
+  for (size_t i = 0; i < y.size(); ++i) y[i] = decoder.decode(gaussians[indices[i]]);
+  decoder.verifyEnd();
+  return y;
+}
+
+std::vector<float> MultirateEngine::demodulate(const std::vector<int32_t>& y,
+                                               const std::vector<float>& lambdaPerPosition) const {
+  const size_t plane = lambdaPerPosition.size();
+  const int channels = model_->synthesis->latentChannels();
+  if (y.size() != plane * channels) throw Error(codecName_ + ": latent has the wrong size");
+  std::map<float, std::vector<float>> gains;  // a tile uses few distinct lambdas
+  for (float lambda : lambdaPerPosition) {
+    if (!gains.count(lambda)) gains.emplace(lambda, model_->synthesis->demodulationGain(lambda));
+  }
+  std::vector<float> scaled(y.size());
+  for (size_t p = 0; p < plane; ++p) {
+    const std::vector<float>& gain = gains.at(lambdaPerPosition[p]);
+    for (int c = 0; c < channels; ++c) scaled[c * plane + p] = float(y[c * plane + p]) * gain[c];
+  }
+  return scaled;
+}
+
+void MultirateEngine::reconstruct(const TileShape& shape, const BandGroup& group,
+                                  const SampleMapping& mapping,
+                                  const std::vector<float>& scaledLatent, int height, int width,
+                                  void* pixels) const {
+  const std::vector<float> image =
+      model_->synthesis->runScaled(scaledLatent, height, width, decodeThreads());
+  const int paddedWidth = width * kLatentDownsampling;
+  const size_t paddedPlane = size_t(height) * kLatentDownsampling * paddedWidth;
+  for (int b = 0; b < group.bandCount; ++b) {
+    const size_t band = size_t(group.firstBand + b);
+    for (int row = 0; row < shape.height; ++row) {
+      for (int x = 0; x < shape.width; ++x) {
+        const size_t at = size_t(row) * paddedWidth + x;
+        float value = image[b * paddedPlane + at];
+        if (group.bandCount == 1 && model_->bands == 3) {  // grey through the RGB model
+          value = (image[at] + image[paddedPlane + at] + image[2 * paddedPlane + at]) / 3.0f;
+        }
+        storeSample(shape, pixels, band * shape.pixelsPerBand() + size_t(row) * shape.width + x,
+                    mapping.fromModel(value));
+      }
+    }
+  }
+}
+
+}  // namespace nsat

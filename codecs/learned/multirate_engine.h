@@ -1,0 +1,103 @@
+// What the codecs built on a MULTIRATE model share (MULTIRATE itself, FIXED_QUALITY):
+// band grouping, the 16-bit sample mapping, the analysis transform, entropy coding of a
+// modulated latent, and reconstruction from latent symbols with a lambda per latent
+// position.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codecs/codec.h"
+#include "codecs/learned/multirate_model.h"
+
+namespace nsat {
+
+constexpr int kLatentDownsampling = 16;  // g_a: four stride-2 stages
+
+inline int paddedToLatentGrid(int size) {
+  return (size + kLatentDownsampling - 1) / kLatentDownsampling * kLatentDownsampling;
+}
+
+// Which image bands are coded together. A 3-band model codes consecutive triplets and
+// any band left over alone, as grey (replicated to 3 channels, outputs averaged); a
+// 1-band model codes every band alone.
+struct BandGroup {
+  int firstBand;
+  int bandCount;
+};
+std::vector<BandGroup> bandGroups(int modelBands, int imageBands);
+
+// 16-bit groups are mapped into the range the single-band model was trained on
+// (EuroSAT L1C reflectance, a few thousand DN): model value = (sample - offset) / 2^shift
+// + base, with the smallest shift that fits the tile's range into 4096. Powers of two
+// keep the mapping exact; a scene of 12-bit-like DNs (Landsat 8 up to 65535) is then
+// coded at a precision relative to its own range. Byte groups are not mapped.
+struct SampleMapping {
+  int32_t offset = 0;
+  int shift = 0;
+  float base = 0;
+
+  float toModel(double sample) const;
+  double fromModel(float value) const;
+};
+constexpr int kMaxSampleShift = 16;
+constexpr float kMappedBase = 256;
+
+// Empty if the MULTIRATE models can code this sample type, else why not.
+std::string multirateRejectReason(DataType type, int bands);
+
+double sampleAt(const TileShape& shape, const void* pixels, size_t index);
+void storeSample(const TileShape& shape, void* pixels, size_t index, double value);
+
+// Threads of the deterministic synthesis: $NSAT_DECODE_THREADS, else every core.
+int decodeThreads();
+
+class MultirateEngine {
+ public:
+  MultirateEngine(std::shared_ptr<const MultirateModel> model, std::string codecName);
+
+  const MultirateModel& model() const { return *model_; }
+  ModelRef modelRef() const { return model_->folder.ref(); }
+  // Throws nsat::Error unless this model can code tiles of this type.
+  void checkShape(const TileShape& shape) const;
+  bool mapsSamples() const { return !model_->codesBytes(); }
+  std::vector<BandGroup> groups(const TileShape& shape) const {
+    return bandGroups(model_->bands, shape.bands);
+  }
+
+  SampleMapping mappingFor(const TileShape& shape, const void* pixels,
+                           const BandGroup& group) const;
+  // g_a of one band group, padded to a multiple of 16 by edge replication, before any
+  // lambda gain: (1, M, h, w).
+  at::Tensor analyse(const TileShape& shape, const void* pixels, const BandGroup& group,
+                     const SampleMapping& mapping) const;
+  // The modulation gain for lambda: (M).
+  at::Tensor modulationGain(float lambda) const;
+  // The rANS stream of z then y for a latent already multiplied by its gain. Symbols
+  // of `prefix` (side information) are coded first, each with its table.
+  struct PrefixSymbol {
+    int32_t value;
+    const QuantizedCdf* table;
+  };
+  std::vector<uint8_t> codeModulatedLatent(const at::Tensor& modulated,
+                                           const std::vector<PrefixSymbol>& prefix = {}) const;
+
+  // Decoder side: the symbols of y (M x height x width) from a stream positioned after
+  // any prefix symbols, which `decoder` has already read.
+  std::vector<int32_t> decodeLatent(class RansDecoder& decoder, int height, int width) const;
+  // Writes a band group's samples from latent values already multiplied by the
+  // demodulation gain (M x height x width), cropped to the tile and mapped back.
+  void reconstruct(const TileShape& shape, const BandGroup& group, const SampleMapping& mapping,
+                   const std::vector<float>& scaledLatent, int height, int width,
+                   void* pixels) const;
+  // y symbols times the demodulation gain of each position's lambda.
+  std::vector<float> demodulate(const std::vector<int32_t>& y,
+                                const std::vector<float>& lambdaPerPosition) const;
+
+ private:
+  std::shared_ptr<const MultirateModel> model_;
+  std::string codecName_;
+};
+
+}  // namespace nsat
