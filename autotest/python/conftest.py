@@ -37,6 +37,15 @@ def run_gdal(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def translate_nsat(source, target, options=(), args=()) -> str:
+    """gdal_translate to NSAT with creation options `options` and extra arguments `args`."""
+    command = ["gdal_translate", "-q", "-of", "NSAT", *args]
+    for option in options:
+        command += ["-co", option]
+    run_gdal(*command, source, target)
+    return str(target)
+
+
 @pytest.fixture(scope="session")
 def nsat_driver():
     driver = gdal.GetDriverByName("NSAT")

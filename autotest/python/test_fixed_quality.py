@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from conftest import data, run_gdal
+from conftest import data, run_gdal, translate_nsat
 
 # A 512 x 512 window of each scene keeps the encodes short.
 WINDOW = ["-srcwin", "256", "128", "512", "512"]
@@ -28,13 +28,7 @@ REFINED_MIN_WITHIN = 0.95
 
 
 def translate(source, target, *options, window=True):
-    args = ["gdal_translate", "-q", "-of", "NSAT", "-co", "OVERVIEWS=NONE"]
-    if window:
-        args += WINDOW
-    for option in options:
-        args += ["-co", option]
-    run_gdal(*args, source, target)
-    return str(target)
+    return translate_nsat(source, target, ["OVERVIEWS=NONE", *options], WINDOW if window else ())
 
 
 def pixels(path):
