@@ -21,6 +21,10 @@ struct ClassifierExplanation {
   std::vector<float> relevance;  // height x width, summed over the colour channels
   int predictedClass = 0;
   std::string className;
+  std::vector<float> logits;
+  // Relevance put in at the output, and what biases and epsilon took on the way down:
+  // sum(relevance) + absorbed == explained.
+  double explained = 0, absorbed = 0;
 };
 
 // What the module provides: its codecs, and the classifier that RDIC (a built-in codec:

@@ -19,7 +19,7 @@ constexpr int kCellSize = 16;
 constexpr const char* kDefaultClassifier = "rdic-classifier-rgb8";
 constexpr int kDefaultRoiQuality = 100;
 constexpr int kDefaultBackgroundQuality = 50;
-constexpr int kDefaultDilation = 2;
+constexpr int kDefaultDilation = 0;
 constexpr double kDefaultEpsilon = 0.01;
 // An LRP cell is relevant when at least this share of its pixels is (after dilation).
 constexpr double kRelevantShare = 0.5;
@@ -78,7 +78,7 @@ std::vector<uint8_t> cellsFromRelevance(const std::vector<float>& relevance, int
 // A user mask raster (non-zero = keep), same size as the image; read resampled for
 // overview levels. A cell is relevant if any of its pixels is.
 std::vector<uint8_t> cellsFromMaskRaster(const std::string& path, const TileShape& shape) {
-  GDALDatasetUniquePtr mask(GDALDataset::Open(path.c_str(), GDAL_OF_RASTER | GDAL_OF_SHARED));
+  GDALDatasetUniquePtr mask(GDALDataset::Open(path.c_str(), GDAL_OF_RASTER));
   if (!mask) throw Error("ROI_MASK=" + path + " cannot be opened");
   const TilePlacement& place = shape.placement;
   if (mask->GetRasterXSize() != place.imageWidth || mask->GetRasterYSize() != place.imageHeight) {

@@ -47,7 +47,7 @@ constexpr const char* kCreationOptions =
     "          description='RDIC: JPEG quality of the relevant region'/>"
     "  <Option name='BG_QUALITY' type='int' min='1' max='100' default='50'"
     "          description='RDIC: JPEG quality of the background'/>"
-    "  <Option name='DILATION' type='int' min='0' max='64' default='2'"
+    "  <Option name='DILATION' type='int' min='0' max='64' default='0'"
     "          description='RDIC: dilation of the relevance mask in pixels before it is "
     "snapped to 16 px cells'/>"
     "  <Option name='RELEVANCE' type='string-select' default='PREDICTED'"

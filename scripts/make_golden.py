@@ -35,6 +35,10 @@ GOLDEN = {
     "landsat8_uint16_multirate.nsat": ("landsat8_b4_uint16.tif", [600, 600, 256, 256],
                                        ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=256",
                                         "OVERVIEWS=NONE"]),
+    "naip_fixed_quality.nsat": ("naip_4band_byte.tif", [300, 200, 256, 192],
+                                ["CODEC=FIXED_QUALITY", "TARGET_PSNR=29.5", "QUALITY_BLOCK=32",
+                                 "BLOCKSIZE=128", "OVERVIEWS=NONE"]),
+    "eurosat_river_rdic.nsat": ("eurosat_rgb_river.jpg", None, ["CODEC=RDIC", "BLOCKSIZE=64"]),
 }
 
 

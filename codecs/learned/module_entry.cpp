@@ -19,7 +19,8 @@ nsat::ClassifierExplanation explain(const std::string& model, const std::vector<
   const nsat::RelevanceResult result =
       classifier->explain(rgb, height, width, allClasses, epsilon);
   return {result.relevance, result.predictedClass,
-          classifier->classes().at(size_t(result.predictedClass))};
+          classifier->classes().at(size_t(result.predictedClass)), result.logits,
+          result.explained, result.absorbed};
 }
 
 }  // namespace
