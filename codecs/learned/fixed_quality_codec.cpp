@@ -471,17 +471,7 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
 
 std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
   try {
-    const auto model = loadMultirateModel(parameters.at("base_model").get<std::string>(),
-                                          parameters.at("base_model_sha256").get<std::string>());
-    if (parameters.at("tables").get<std::string>() != model->tablesFingerprint) {
-      throw Error("this machine builds other entropy tables than the writer did; decoding "
-                  "would give garbage");
-    }
-    if (parameters.value("payload_version", 0) != kPayloadVersion) {
-      throw Error("payload version " +
-                  parameters.value("payload_version", nlohmann::json()).dump() +
-                  " is newer than this NSAT");
-    }
+    const auto model = modelOfFile(parameters, "base_model", kPayloadVersion);
     const int block = parameters.at("quality_block").get<int>();
     if (block != 0 && block != 16 && block != 32 && block != 64) {
       throw Error("quality_block " + std::to_string(block) + " is invalid");

@@ -185,18 +185,8 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
 
 std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
   try {
-    const auto model = loadMultirateModel(parameters.at("model").get<std::string>(),
-                                          parameters.at("model_sha256").get<std::string>());
-    if (parameters.at("tables").get<std::string>() != model->tablesFingerprint) {
-      throw Error("this machine builds other entropy tables than the writer did (fingerprint " +
-                  model->tablesFingerprint + " vs " + parameters.at("tables").get<std::string>() +
-                  "); decoding would give garbage");
-    }
-    if (parameters.value("payload_version", 0) != kPayloadVersion) {
-      throw Error("payload version " + parameters.value("payload_version", nlohmann::json()).dump() +
-                  " is newer than this NSAT");
-    }
-    return std::make_unique<MultirateCodec>(model, parameters);
+    return std::make_unique<MultirateCodec>(modelOfFile(parameters, "model", kPayloadVersion),
+                                            parameters);
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("MULTIRATE parameters are invalid: ") + e.what());
   }

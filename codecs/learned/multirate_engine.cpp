@@ -71,6 +71,22 @@ void storeSample(const TileShape& shape, void* pixels, size_t index, double valu
   }
 }
 
+std::shared_ptr<const MultirateModel> modelOfFile(const nlohmann::json& parameters,
+                                                  const std::string& key, int payloadVersion) {
+  const auto model = loadMultirateModel(parameters.at(key).get<std::string>(),
+                                        parameters.at(key + "_sha256").get<std::string>());
+  const std::string tables = parameters.at("tables").get<std::string>();
+  if (tables != model->tablesFingerprint) {
+    throw Error("this machine builds other entropy tables than the writer did (fingerprint " +
+                model->tablesFingerprint + " vs " + tables + "); decoding would give garbage");
+  }
+  if (parameters.value("payload_version", 0) != payloadVersion) {
+    throw Error("payload version " + parameters.value("payload_version", nlohmann::json()).dump() +
+                " is newer than this NSAT");
+  }
+  return model;
+}
+
 int decodeThreads() {
   if (const char* text = std::getenv("NSAT_DECODE_THREADS")) {
     const int threads = std::atoi(text);

@@ -50,6 +50,13 @@ std::string multirateRejectReason(DataType type, int bands);
 double sampleAt(const TileShape& shape, const void* pixels, size_t index);
 void storeSample(const TileShape& shape, void* pixels, size_t index, double value);
 
+// The MULTIRATE model that a file's codec parameters name (`<key>` and `<key>_sha256`),
+// refused unless it is that version, builds the entropy tables the writer used
+// ("tables") and the file's "payload_version" is `payloadVersion`. Throws nsat::Error
+// (or nlohmann::json::exception for missing fields).
+std::shared_ptr<const MultirateModel> modelOfFile(const nlohmann::json& parameters,
+                                                  const std::string& key, int payloadVersion);
+
 // Threads of the deterministic synthesis: $NSAT_DECODE_THREADS, else every core.
 int decodeThreads();
 

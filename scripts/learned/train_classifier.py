@@ -22,9 +22,7 @@ Usage (seeded; resumes from --checkpoint if present; exports TorchScript and a c
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import os
 import platform
 import signal
@@ -38,6 +36,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
+from train_multirate import sha256  # noqa: E402
 
 CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
            "Pasture", "PermanentCrop", "River", "Residential", "SeaLake"]
@@ -107,14 +106,6 @@ def accuracy(model, images, labels, batch=256):
         correct += int((model(x).argmax(1).numpy() == labels[start:start + batch]).sum())
     model.train()
     return correct / len(images)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export(model, args, out_dir, epoch, accuracies):
