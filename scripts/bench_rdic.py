@@ -20,7 +20,10 @@ Rows (EuroSAT)
                       reference whose total size is 100 %.
   GDAL JPEG q100/q50  GDAL's JPEG driver (file bytes; 4:2:0).
   NSAT JPEG qN        NSAT CODEC=JPEG QUALITY=N (4:2:0), a sweep of qualities.
-  RDIC ...            NSAT CODEC=RDIC. Rows marked "LRP" run the codec's own classifier
+  RDIC ...            NSAT CODEC=RDIC: the driver's defaults (read from its creation-option
+                      list), the two other DILATIONs of 0/1/2, the other RELEVANCE, and, on the
+                      defaults' cells, BG_QUALITY 30/40/70/85 and ROI_QUALITY 90.
+                      Rows marked "LRP" run the codec's own classifier
                       relevance; rows marked "cells of <row>" give the codec, through ROI_MASK,
                       the cells that <row>'s LRP chose (read back from NSAT_AUX) and change
                       only ROI_QUALITY / BG_QUALITY, which do not affect the mask. That this is
@@ -39,13 +42,21 @@ torch in batches on the decoded pixels) and its change in percentage points agai
 originals, share of predictions that differ from the originals', mean share of relevant
 16x16 cells (RDIC rows, from NSAT_AUX), encode time.
 
+Checks: the Python epsilon-LRP of this script, with the codec's mask rule, against the cells
+NSAT_AUX reports for every LRP row; the ROI_MASK rows against the codec's own LRP.
+
 Figures: relevance.png (image, epsilon-LRP relevance computed here in Python, the mask NSAT
 stored, the decoded RDIC image) for 4 EuroSAT test images and a 256x256 NAIP crop;
 accuracy_vs_bpp.png; scenes_rate.png.
 
+Run time (2 shared cores): --quick 13 s on an idle machine, ~1.5 min under load; the default
+(40 per class, 400 images) 3.5 min idle, ~9 min at load 2-4; --per-class 0 (all 3,050) 21 min
+on a nearly idle machine. The codec's LRP costs ~0.06 s per 64x64 tile idle and up to
+~0.5 s when the cores are oversubscribed.
+
 Usage, from the repository root:
     /usr/bin/python3 scripts/bench_rdic.py [--data ../shared/data] [--out scripts/results/rdic]
-        [--per-class 40] [--verify 10] [--threads 2] [--quick]
+        [--per-class 40] [--verify 10] [--threads 2] [--quick] [--report-only]
 
 The NSAT plugin is taken from GDAL_DRIVER_PATH (default: <repo>/build).
 """
@@ -582,12 +593,47 @@ def run_eurosat(results, classifier):
         paired[k] = dict(only_rdic=only_rdic, only_jpeg=only_jpeg,
                          mcnemar_p=mcnemar_p(only_rdic, only_jpeg))
     results["eurosat"].update(rows=table, paired=paired, png_total_bytes=png_total,
-                              accuracy_original=acc_original, verify=verify, per_image=per_image)
+                              accuracy_original=acc_original, verify=verify,
+                              per_image=columnar(per_image, classifier.classes))
     # Cross-check of the codec's LRP masks against the Python LRP.
     results["eurosat"]["lrp_params"] = lrp_params
     results["eurosat"]["lrp_crosscheck"] = lrp_crosscheck(classifier, np.stack(originals),
                                                           cells_codec, lrp_params)
     return figure
+
+
+def columnar(per_image, classes):
+    """Per-image records as columns (one list per field and row), classes as indices."""
+    index = {name: i for i, name in enumerate(classes)}
+    keep_pred = ["original", "jpeg_q100", "jpeg_q50", "multirate_at_rdic"] + RDIC_ROWS + \
+        [f"jpeg_at_{k}" for k in RDIC_ROWS]
+    keep_bytes = ["png", "jpeg_q100", "jpeg_q50", "multirate_at_rdic"] + RDIC_ROWS + \
+        [f"jpeg_at_{k}" for k in RDIC_ROWS]
+    out = dict(classes=list(classes), image=[r["image"] for r in per_image],
+               label=[index[r["label"]] for r in per_image],
+               predicted={k: [index[r["predicted"][k]] for r in per_image]
+                          for k in keep_pred if all(k in r["predicted"] for r in per_image)},
+               payload_bytes={k: [int(round(r["bytes"][k])) for r in per_image]
+                              for k in keep_bytes if all(k in r["bytes"] for r in per_image)},
+               relevant_share={k: [round(r["relevant"][k], 4) for r in per_image]
+                               for k in RDIC_LRP if all(k in r["relevant"] for r in per_image)},
+               jpeg_quality_at={k: [r["jpeg_quality"][k] for r in per_image]
+                                for k in RDIC_ROWS if all(k in r["jpeg_quality"] for r in per_image)})
+    return out
+
+
+def write_json(results, path):
+    """results.json, indented, with the per-image columns on one line each."""
+    data = jsonable(results)
+    columns = data.get("eurosat", {}).pop("per_image", None)
+    text = json.dumps(data, indent=1)
+    if columns is not None:
+        packed = "{" + ", ".join(json.dumps(k) + ": " + json.dumps(v, separators=(",", ":"))
+                                 for k, v in columns.items()) + "}"
+        data["eurosat"]["per_image"] = "@PER_IMAGE@"
+        text = json.dumps(data, indent=1).replace('"@PER_IMAGE@"', packed)
+    with open(path, "w") as f:
+        f.write(text + "\n")
 
 
 def mcnemar_p(b, c):
@@ -937,6 +983,12 @@ def write_report(results, out):
     add(f"- Software: GDAL {meta['gdal']}, Python {meta['python']}, numpy {meta['numpy']}, "
         f"torch {meta['torch']}; plugin `{meta['plugin']}`")
     add(f"- Command: `{meta['command']}`")
+    argv = shlex.split(meta["command"])
+    if "--out" in argv and argv.index("--out") + 1 < len(argv):
+        written = os.path.abspath(os.path.join(REPO, argv[argv.index("--out") + 1]))
+        if os.path.normpath(written) != os.path.normpath(out):
+            add(f"- The run wrote to `{argv[argv.index('--out') + 1]}`; its files were copied here "
+                "unchanged and this report was regenerated from results.json (`--report-only`).")
     add(f"- Run time: {meta.get('elapsed_s', 0):.0f} s" + (" (--quick smoke run)" if meta["quick"] else ""))
     card = meta["classifier"]
     add(f"- Classifier: `models/{ARGS.model}/classifier.pt` sha256 `{card['sha256'][:16]}...`, "
@@ -1034,7 +1086,7 @@ def write_report(results, out):
     add("## Per-class accuracy (%)")
     add("")
     classes = list(rows["original"]["per_class_accuracy"])
-    pc_rows = ["original", "rdic", f"jpeg_at_rdic", best["row"], f"jpeg_at_{best['row']}",
+    pc_rows = ["original", "rdic", "jpeg_at_rdic", best["row"], f"jpeg_at_{best['row']}",
                "jpeg_q50", "multirate_at_rdic"]
     pc_rows = list(dict.fromkeys(pc_rows))
     add("| class | " + " | ".join(pc_rows) + " |")
@@ -1051,8 +1103,8 @@ def write_report(results, out):
             f"{len({v['image'] for v in ver})} images: {ok} of {len(ver)} encodes identical "
             "(payload bytes, decoded pixels and NSAT_AUX cells).")
     cc = e["lrp_crosscheck"]
-    add(f"- Python epsilon-LRP vs the codec's masks (the codec's rule applied to "
-        f"|Σ_RGB R| of this script's LRP): " + "; ".join(
+    add("- Python epsilon-LRP vs the codec's masks (the codec's rule applied to "
+        "|Σ_RGB R| of this script's LRP): " + "; ".join(
             f"{k} (DILATION {cc[k]['dilation']}, {cc[k]['relevance']}): "
             f"{100 * cc[k]['cell_agreement']:.2f} % of cells agree, "
             f"{100 * cc[k]['images_identical']:.1f} % of images identical "
@@ -1217,8 +1269,11 @@ def main():
                 if "psnr" in row and row["psnr"] is None:
                     row["psnr"] = float("inf")
         results["discussion"] = discussion(results)
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(jsonable(results), f, indent=1)
+        if isinstance(results["eurosat"].get("per_image"), list):  # older, per-record layout
+            with open(os.path.join(MODEL_DIR, "card.json")) as f:
+                classes = json.load(f)["classes"]
+            results["eurosat"]["per_image"] = columnar(results["eurosat"]["per_image"], classes)
+        write_json(results, os.path.join(out, "results.json"))
         write_report(results, out)
         log(f"rewrote {out}/report.md from results.json")
         return
@@ -1275,8 +1330,7 @@ def main():
     results["meta"]["elapsed_s"] = time.perf_counter() - start
     results["meta"]["load_at_end"] = "/".join(f"{x:.2f}" for x in os.getloadavg())
     results["discussion"] = discussion(results)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(jsonable(results), f, indent=1)
+    write_json(results, os.path.join(out, "results.json"))
     write_report(results, out)
     log(f"wrote {out}/report.md, results.json, {len(plots)} plot(s) "
         f"({results['meta']['elapsed_s']:.0f} s)")
