@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codecs/thread_pool.h"
+
 namespace nsat {
 
 // Any failure inside the core (corrupt data, bad option, codec error). The driver
@@ -91,8 +93,10 @@ class Codec {
   // Both calls must be safe to run concurrently on one instance: no mutable state.
   virtual std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const = 0;
   // `pixels` holds shape.byteCount() bytes. Throws nsat::Error on corrupt input.
-  virtual void decode(const TileShape& shape, const uint8_t* data, size_t size,
-                      void* pixels) const = 0;
+  // `parallelism`: the threads this one tile may use (the driver gives one thread per
+  // tile when it decodes several tiles at once).
+  virtual void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
+                      const Parallelism& parallelism = Parallelism()) const = 0;
   // What auxiliary raster this codec stores for an image of `bands` bands in tiles of
   // `tileSize` pixels; nullopt if none.
   virtual std::optional<AuxiliaryDescription> auxiliary(int /*bands*/, int /*tileSize*/) const {

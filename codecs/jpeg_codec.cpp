@@ -86,8 +86,8 @@ class JpegCodec final : public Codec {
     return out;
   }
 
-  void decode(const TileShape& shape, const uint8_t* data, size_t size,
-              void* pixels) const override {
+  void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
+              const Parallelism& /*parallelism*/) const override {
     auto* planes = static_cast<uint8_t*>(pixels);
     const int count = static_cast<int>(shape.pixelsPerBand());
     if (shape.bands == 1 || shape.bands == 3) {

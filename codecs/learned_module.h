@@ -14,7 +14,7 @@ namespace nsat {
 
 constexpr const char* kLearnedModuleFile = "nsat_learned.so";
 // Bumped whenever CodecDescriptor or Codec change in a way the module must match.
-constexpr int kLearnedModuleAbi = 3;
+constexpr int kLearnedModuleAbi = 4;
 
 // The relevance of each pixel of an RGB tile under RDIC's land-cover classifier.
 struct ClassifierExplanation {
@@ -46,6 +46,9 @@ using LearnedModuleEntry = int (*)(int abi, LearnedModuleExports* exports);
 
 // Codec names the module provides, known without loading it.
 bool isLearnedCodecName(const std::string& upperCaseName);
+// Whether files of this learned codec may hold an auxiliary raster (Codec::auxiliary),
+// so that opening one must build the codec to describe it.
+bool learnedCodecMayStoreAuxiliary(const std::string& upperCaseName);
 // Creation options only the learned codecs read, known without loading the module.
 const std::vector<std::string>& learnedCodecOptionNames();
 

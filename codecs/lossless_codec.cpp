@@ -80,8 +80,8 @@ class LosslessCodec final : public Codec {
     }
   }
 
-  void decode(const TileShape& shape, const uint8_t* data, size_t size,
-              void* pixels) const override {
+  void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
+              const Parallelism& /*parallelism*/) const override {
     switch (dataTypeSize(shape.type)) {
       case 1: return decodeWords<uint8_t>(shape, data, size, pixels);
       case 2: return decodeWords<uint16_t>(shape, data, size, pixels);

@@ -182,8 +182,8 @@ class RdicCodec final : public Codec {
     return payload;
   }
 
-  void decode(const TileShape& shape, const uint8_t* data, size_t size,
-              void* pixels) const override {
+  void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
+              const Parallelism& /*parallelism*/) const override {
     checkShape(shape);
     ByteReader reader(data, size, "RDIC tile");
     const std::vector<uint8_t> cells = readCells(shape, reader);

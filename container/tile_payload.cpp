@@ -226,7 +226,7 @@ std::optional<CodecBytes> codecBytesOf(const uint8_t* data, size_t size) {
 
 void decodeTilePayload(const Codec& codec, const TileShape& shape, const uint8_t* data,
                        size_t size, const std::vector<std::optional<double>>& declaredNodata,
-                       void* pixels) {
+                       void* pixels, const Parallelism& parallelism) {
   const auto nodata = representableNodata(shape.type, declaredNodata);
   if (size < 1) throw Error("tile is corrupt: empty payload");
   const uint8_t flags = data[0];
@@ -265,7 +265,7 @@ void decodeTilePayload(const Codec& codec, const TileShape& shape, const uint8_t
     if (ZSTD_isError(got) || got != rawSize) throw Error("tile is corrupt: bad nodata mask");
     offset += packedSize;
   }
-  codec.decode(shape, data + offset, size - offset, pixels);
+  codec.decode(shape, data + offset, size - offset, pixels, parallelism);
   if (codec.isLossless()) return;
 
   // Replay the mask blob band by band; bands without nodata keep the decoded values.

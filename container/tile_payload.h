@@ -20,7 +20,7 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
 // Throws nsat::Error on a corrupt payload.
 void decodeTilePayload(const Codec& codec, const TileShape& shape, const uint8_t* data,
                        size_t size, const std::vector<std::optional<double>>& nodata,
-                       void* pixels);
+                       void* pixels, const Parallelism& parallelism = Parallelism());
 
 // The codec's own bytes inside a tile payload (after the flags and nodata mask);
 // nullopt for an EMPTY tile. Throws nsat::Error on a corrupt payload.

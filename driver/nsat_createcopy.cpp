@@ -5,7 +5,7 @@
 #include <set>
 
 #include "codecs/learned_module.h"
-#include "codecs/parallel.h"
+#include "codecs/thread_pool.h"
 #include "codecs/registry.h"
 #include "container/container_file.h"
 #include "container/tile_payload.h"
@@ -47,10 +47,10 @@ GDALRIOResampleAlg parseResampling(const char* name) {
 }
 
 int parseThreads(const char* text) {
-  if (EQUAL(text, "ALL_CPUS")) return CPLGetNumCPUs();
-  const int threads = atoi(text);
-  if (threads < 1 || threads > 1024) {
-    throw Error(std::string("NUM_THREADS=") + text + " is invalid: expected a count or ALL_CPUS");
+  const int threads = parseThreadCount(text);
+  if (threads == 0) {
+    throw Error(std::string("NUM_THREADS=") + text +
+                " is invalid: expected a number of threads (1..1024) or ALL_CPUS");
   }
   return threads;
 }
@@ -72,8 +72,8 @@ WriteSettings parseSettings(char** options) {
   settings.overviews = EQUAL(overviews, "AUTO");
   const char* resampling = CSLFetchNameValueDef(options, "OVERVIEW_RESAMPLING", "AVERAGE");
   settings.resampling = parseResampling(resampling);
-  settings.threads = parseThreads(
-      CSLFetchNameValueDef(options, "NUM_THREADS", CPLGetConfigOption("GDAL_NUM_THREADS", "1")));
+  settings.threads = parseThreads(CSLFetchNameValueDef(
+      options, "NUM_THREADS", CPLGetConfigOption("GDAL_NUM_THREADS", "ALL_CPUS")));
   for (char** option = options; option && *option; ++option) {
     char* key = nullptr;
     const char* value = CPLParseNameValue(*option, &key);
@@ -172,7 +172,7 @@ void encodeAllLevels(GDALDataset& source, ContainerWriter& writer, const Codec& 
       readStrip(source, header, level, tileY * header.blockHeight, rows, settings.resampling,
                 strip);
       std::vector<std::vector<uint8_t>> payloads(header.tilesAcross(level));
-      parallelFor(payloads.size(), settings.threads, [&](size_t tileX) {
+      ThreadPool::shared().parallelFor(payloads.size(), settings.threads, [&](size_t tileX) {
         const TileShape shape = header.tileShape(level, int(tileX), tileY);
         const auto tile = cutTile(strip, header, level, rows, shape, int(tileX));
         payloads[tileX] = encodeTilePayload(codec, shape, tile.data(), header.nodata);

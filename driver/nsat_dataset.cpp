@@ -1,7 +1,9 @@
 #include "driver/nsat_dataset.h"
 
+#include <algorithm>
 #include <cstring>
 
+#include "codecs/learned_module.h"
 #include "codecs/registry.h"
 #include "driver/nsat_auxiliary.h"
 #include "container/tile_payload.h"
@@ -33,31 +35,6 @@ bool fromGdalType(GDALDataType gdalType, DataType& type) {
   return false;
 }
 
-// ---------------------------------------------------------------- dataset
-
-NSATDataset::NSATDataset(std::shared_ptr<const ContainerReader> reader,
-                         std::shared_ptr<const Codec> codec, int level)
-    : reader_(std::move(reader)), codec_(std::move(codec)), level_(level) {
-  const Header& header = reader_->header();
-  nRasterXSize = header.levels[level].width;
-  nRasterYSize = header.levels[level].height;
-  eAccess = GA_ReadOnly;
-  for (int band = 1; band <= header.bands; ++band) {
-    SetBand(band, new NSATRasterBand(this, band, toGdalType(header.type), header.blockWidth,
-                                     header.blockHeight));
-  }
-  if (level == 0) {
-    for (size_t i = 1; i < header.levels.size(); ++i) {
-      overviews_.push_back(std::make_unique<NSATDataset>(reader_, codec_, int(i)));
-    }
-  }
-}
-
-int NSATDataset::Identify(GDALOpenInfo* openInfo) {
-  if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) return TRUE;
-  return hasNsatMagic(openInfo->pabyHeader, size_t(openInfo->nHeaderBytes));
-}
-
 namespace {
 
 std::shared_ptr<const Codec> codecOf(const Header& header) {
@@ -68,6 +45,62 @@ std::shared_ptr<const Codec> codecOf(const Header& header) {
   }
   return descriptor->create(header.codecParameters);
 }
+
+// Tiles decoded at once by one prefetch: a row of tiles of any usual image (fewer
+// waits for the slowest tile), few enough that memory stays flat whatever the request.
+constexpr size_t kMaxTilesInFlight = 64;
+
+}  // namespace
+
+// ---------------------------------------------------------------- lazy codec
+
+LazyCodec::LazyCodec(std::shared_ptr<const ContainerReader> reader) : reader_(std::move(reader)) {}
+
+const Codec& LazyCodec::get() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!codec_) codec_ = codecOf(reader_->header());
+  return *codec_;
+}
+
+int decodeThreadCount(const char* openOption) {
+  if (openOption) {
+    const int threads = parseThreadCount(openOption);
+    if (threads == 0) {
+      throw Error(std::string("NUM_THREADS=") + openOption +
+                  " is invalid: expected a number of threads (1..1024) or ALL_CPUS");
+    }
+    return threads;
+  }
+  const int configured = parseThreadCount(CPLGetConfigOption("GDAL_NUM_THREADS", nullptr));
+  return configured > 0 ? configured : parseThreadCount("ALL_CPUS");
+}
+
+// ---------------------------------------------------------------- dataset
+
+NSATDataset::NSATDataset(std::shared_ptr<const ContainerReader> reader,
+                         std::shared_ptr<const LazyCodec> codec, int level, int threads)
+    : reader_(std::move(reader)), codec_(std::move(codec)), level_(level), threads_(threads) {
+  const Header& header = reader_->header();
+  nRasterXSize = header.levels[level].width;
+  nRasterYSize = header.levels[level].height;
+  eAccess = GA_ReadOnly;
+  for (int band = 1; band <= header.bands; ++band) {
+    SetBand(band, new NSATRasterBand(this, band, toGdalType(header.type), header.blockWidth,
+                                     header.blockHeight));
+  }
+  if (level == 0) {
+    for (size_t i = 1; i < header.levels.size(); ++i) {
+      overviews_.push_back(std::make_unique<NSATDataset>(reader_, codec_, int(i), threads));
+    }
+  }
+}
+
+int NSATDataset::Identify(GDALOpenInfo* openInfo) {
+  if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) return TRUE;
+  return hasNsatMagic(openInfo->pabyHeader, size_t(openInfo->nHeaderBytes));
+}
+
+namespace {
 
 GDALDataset* openAuxiliary(const char* name) {
   const std::string path = name + std::strlen(kAuxiliaryPrefix);
@@ -97,11 +130,23 @@ GDALDataset* NSATDataset::Open(GDALOpenInfo* openInfo) {
     if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) {
       return openAuxiliary(openInfo->pszFilename);
     }
+    const char* threadsOption = CSLFetchNameValue(openInfo->papszOpenOptions, "NUM_THREADS");
+    int threads = 0;
+    try {
+      threads = decodeThreadCount(threadsOption);
+    } catch (const Error& e) {
+      CPLError(CE_Failure, CPLE_IllegalArg, "NSAT: %s", e.what());
+      return nullptr;
+    }
     std::shared_ptr<const ContainerReader> reader = ContainerReader::open(openInfo->pszFilename);
     const Header& header = reader->header();
-    std::shared_ptr<const Codec> codec = codecOf(header);
+    auto codec = std::make_shared<const LazyCodec>(reader);
+    // Built-in codecs are cheap: build them now, so a file with bad codec parameters
+    // fails to open. A learned codec waits for the first pixel.
+    const bool learned = isLearnedCodecName(header.codecName);
+    if (!learned) codec->get();
 
-    auto dataset = std::make_unique<NSATDataset>(reader, codec, 0);
+    auto dataset = std::make_unique<NSATDataset>(reader, codec, 0, threads);
     dataset->SetDescription(openInfo->pszFilename);
     applySceneDescription(header, *dataset);
     dataset->describeStorage();
@@ -145,7 +190,11 @@ void NSATDataset::describeStorage() {
                   domain);
   SetMetadataItem("NSAT_COMPRESSION_RATIO", CPLSPrintf("%.3f", rawBits / bits), domain);
 
-  auxiliary_ = codec_->auxiliary(header.bands, header.blockWidth);
+  // A learned codec is built here only if it may store an auxiliary raster, whose
+  // description only the codec knows.
+  if (!isLearnedCodecName(header.codecName) || learnedCodecMayStoreAuxiliary(header.codecName)) {
+    auxiliary_ = codec_->get().auxiliary(header.bands, header.blockWidth);
+  }
   if (auxiliary_) {
     SetMetadataItem("SUBDATASET_1_NAME", (std::string(kAuxiliaryPrefix) + GetDescription()).c_str(),
                     "SUBDATASETS");
@@ -164,7 +213,7 @@ void NSATDataset::summariseAuxiliaryOnce() {
   if (!auxiliary_ || auxiliarySummarised_ || level_ != 0) return;
   auxiliarySummarised_ = true;
   try {
-    const AuxiliarySummary summary = summariseAuxiliary(*reader_, *codec_);
+    const AuxiliarySummary summary = summariseAuxiliary(*reader_, codec_->get());
     if (summary.cells == 0) return;
     const std::string prefix = "NSAT_" + auxiliary_->name;
     const bool dirty = GetPamFlags() & GPF_DIRTY;
@@ -190,17 +239,25 @@ const char* NSATDataset::GetMetadataItem(const char* name, const char* domain) {
   return GDALPamDataset::GetMetadataItem(name, domain);
 }
 
+std::vector<uint8_t> NSATDataset::decodeTile(int blockX, int blockY,
+                                              const Parallelism& parallelism) const {
+  const Header& header = reader_->header();
+  const TileShape shape = header.tileShape(level_, blockX, blockY);
+  const std::vector<uint8_t> payload = reader_->readTile(level_, blockX, blockY);
+  std::vector<uint8_t> pixels(shape.byteCount());
+  decodeTilePayload(codec_->get(), shape, payload.data(), payload.size(), header.nodata,
+                    pixels.data(), parallelism);
+  return pixels;
+}
+
 std::shared_ptr<const std::vector<uint8_t>> NSATDataset::decodedTile(int blockX, int blockY) {
   {
     std::lock_guard<std::mutex> lock(cacheMutex_);
     if (cachedTile_ && cachedX_ == blockX && cachedY_ == blockY) return cachedTile_;
   }
-  const Header& header = reader_->header();
-  const TileShape shape = header.tileShape(level_, blockX, blockY);
-  const std::vector<uint8_t> payload = reader_->readTile(level_, blockX, blockY);
-  auto pixels = std::make_shared<std::vector<uint8_t>>(shape.byteCount());
-  decodeTilePayload(*codec_, shape, payload.data(), payload.size(), header.nodata,
-                    pixels->data());
+  // One tile alone: it may use every thread.
+  auto pixels = std::make_shared<const std::vector<uint8_t>>(
+      decodeTile(blockX, blockY, Parallelism{&ThreadPool::shared(), threads_}));
   std::lock_guard<std::mutex> lock(cacheMutex_);
   cachedX_ = blockX;
   cachedY_ = blockY;
@@ -208,8 +265,42 @@ std::shared_ptr<const std::vector<uint8_t>> NSATDataset::decodedTile(int blockX,
   return pixels;
 }
 
-CPLErr NSATDataset::readBlock(int blockX, int blockY, int band, void* image) {
+void NSATDataset::copyBand(const std::vector<uint8_t>& tile, int blockX, int blockY, int band,
+                           void* block) const {
   const Header& header = reader_->header();
+  const TileShape shape = header.tileShape(level_, blockX, blockY);
+  const size_t sampleSize = dataTypeSize(header.type);
+  const size_t tileRow = size_t(shape.width) * sampleSize;
+  const size_t blockRow = size_t(header.blockWidth) * sampleSize;
+  auto* out = static_cast<uint8_t*>(block);
+  if (shape.width != header.blockWidth || shape.height != header.blockHeight) {
+    std::memset(out, 0, blockRow * header.blockHeight);
+  }
+  const uint8_t* in = tile.data() + size_t(band - 1) * shape.bytesPerBand();
+  for (int row = 0; row < shape.height; ++row) {
+    std::memcpy(out + row * blockRow, in + row * tileRow, tileRow);
+  }
+}
+
+// As GDAL's GTiff driver does for pixel-interleaved data, so reading all bands
+// decodes each tile once.
+void NSATDataset::fillCachedBlocks(const std::vector<uint8_t>& tile, int blockX, int blockY,
+                                   int skipBand) {
+  for (int band = 1; band <= nBands; ++band) {
+    if (band == skipBand) continue;
+    GDALRasterBand* rasterBand = GetRasterBand(band);
+    if (GDALRasterBlock* cached = rasterBand->TryGetLockedBlockRef(blockX, blockY)) {
+      cached->DropLock();
+      continue;
+    }
+    GDALRasterBlock* block = rasterBand->GetLockedBlockRef(blockX, blockY, TRUE);
+    if (!block) continue;
+    copyBand(tile, blockX, blockY, band, block->GetDataRef());
+    block->DropLock();
+  }
+}
+
+CPLErr NSATDataset::readBlock(int blockX, int blockY, int band, void* image) {
   std::shared_ptr<const std::vector<uint8_t>> tile;
   try {
     tile = decodedTile(blockX, blockY);
@@ -217,37 +308,86 @@ CPLErr NSATDataset::readBlock(int blockX, int blockY, int band, void* image) {
     CPLError(CE_Failure, CPLE_AppDefined, "NSAT: %s: %s", GetDescription(), e.what());
     return CE_Failure;
   }
-  const TileShape shape = header.tileShape(level_, blockX, blockY);
-  const size_t sampleSize = dataTypeSize(header.type);
-  const size_t tileRow = size_t(shape.width) * sampleSize;
-  const size_t blockRow = size_t(header.blockWidth) * sampleSize;
+  copyBand(*tile, blockX, blockY, band, image);
+  fillCachedBlocks(*tile, blockX, blockY, band);
+  return CE_None;
+}
 
-  // Copies one band of the tile into a full-size block; edge blocks are zero-padded.
-  auto copyBand = [&](int bandIndex, void* destination) {
-    auto* out = static_cast<uint8_t*>(destination);
-    if (shape.width != header.blockWidth || shape.height != header.blockHeight) {
-      std::memset(out, 0, blockRow * header.blockHeight);
-    }
-    const uint8_t* in = tile->data() + size_t(bandIndex - 1) * shape.bytesPerBand();
-    for (int row = 0; row < shape.height; ++row) {
-      std::memcpy(out + row * blockRow, in + row * tileRow, tileRow);
-    }
-  };
-  copyBand(band, image);
+bool NSATDataset::prefetchTiles(const std::vector<std::pair<int, int>>& tiles) {
+  std::vector<std::vector<uint8_t>> decoded(tiles.size());
+  try {
+    ThreadPool::shared().parallelFor(tiles.size(), threads_, [&](size_t i) {
+      decoded[i] = decodeTile(tiles[i].first, tiles[i].second, Parallelism());
+    });
+  } catch (const std::exception& e) {
+    CPLError(CE_Failure, CPLE_AppDefined, "NSAT: %s: %s", GetDescription(), e.what());
+    return false;
+  }
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    fillCachedBlocks(decoded[i], tiles[i].first, tiles[i].second, 0);
+  }
+  return true;
+}
 
-  // Fill the other bands' cached blocks now, as GDAL's GTiff driver does for
-  // pixel-interleaved data, so reading all bands decodes each tile once.
-  for (int other = 1; other <= nBands; ++other) {
-    if (other == band) continue;
-    GDALRasterBand* otherBand = GetRasterBand(other);
-    if (GDALRasterBlock* cached = otherBand->TryGetLockedBlockRef(blockX, blockY)) {
-      cached->DropLock();
-      continue;
+bool NSATDataset::prefetch(int xOffset, int yOffset, int xSize, int ySize) {
+  if (threads_ <= 1 || xSize <= 0 || ySize <= 0) return true;
+  const Header& header = reader_->header();
+  const int firstX = xOffset / header.blockWidth, lastX = (xOffset + xSize - 1) / header.blockWidth;
+  const int firstY = yOffset / header.blockHeight, lastY = (yOffset + ySize - 1) / header.blockHeight;
+  GDALRasterBand* firstBand = GetRasterBand(1);
+  std::vector<std::pair<int, int>> missing;
+  for (int y = firstY; y <= lastY; ++y) {
+    for (int x = firstX; x <= lastX; ++x) {
+      if (GDALRasterBlock* cached = firstBand->TryGetLockedBlockRef(x, y)) {
+        cached->DropLock();
+      } else {
+        missing.emplace_back(x, y);
+      }
     }
-    GDALRasterBlock* block = otherBand->GetLockedBlockRef(blockX, blockY, TRUE);
-    if (!block) continue;
-    copyBand(other, block->GetDataRef());
-    block->DropLock();
+  }
+  // A single tile is decoded by readBlock, with the threads inside the tile.
+  if (missing.size() < 2) return true;
+  const size_t batch = std::max(kMaxTilesInFlight, size_t(threads_));
+  for (size_t first = 0; first < missing.size(); first += batch) {
+    const std::vector<std::pair<int, int>> tiles(
+        missing.begin() + first, missing.begin() + std::min(missing.size(), first + batch));
+    if (!prefetchTiles(tiles)) return false;
+  }
+  return true;
+}
+
+CPLErr NSATDataset::IRasterIO(GDALRWFlag flag, int xOffset, int yOffset, int xSize, int ySize,
+                              void* data, int bufferXSize, int bufferYSize,
+                              GDALDataType bufferType, int bandCount, BandMap bandMap,
+                              GSpacing pixelSpace, GSpacing lineSpace, GSpacing bandSpace,
+                              GDALRasterIOExtraArg* extra) {
+  const bool fullResolution = bufferXSize == xSize && bufferYSize == ySize;
+  if (flag != GF_Read || !fullResolution || threads_ <= 1) {
+    // Resampled reads may be served by an overview: let GDAL choose, block by block.
+    return GDALPamDataset::IRasterIO(flag, xOffset, yOffset, xSize, ySize, data, bufferXSize,
+                                     bufferYSize, bufferType, bandCount, bandMap, pixelSpace,
+                                     lineSpace, bandSpace, extra);
+  }
+  // One row of tiles at a time: its tiles are in the block cache when GDAL copies them
+  // out, however large the request and however small the cache.
+  const int blockHeight = reader_->header().blockHeight;
+  for (int top = yOffset; top < yOffset + ySize;) {
+    const int bottom = std::min(yOffset + ySize, (top / blockHeight + 1) * blockHeight);
+    if (!prefetch(xOffset, top, xSize, bottom - top)) return CE_Failure;
+    GDALRasterIOExtraArg rowExtra;
+    INIT_RASTERIO_EXTRA_ARG(rowExtra);
+    if (extra) rowExtra.eResampleAlg = extra->eResampleAlg;
+    auto* rowData = static_cast<GByte*>(data) + (top - yOffset) * lineSpace;
+    const CPLErr result = GDALPamDataset::IRasterIO(
+        flag, xOffset, top, xSize, bottom - top, rowData, xSize, bottom - top, bufferType,
+        bandCount, bandMap, pixelSpace, lineSpace, bandSpace, &rowExtra);
+    if (result != CE_None) return result;
+    if (extra && extra->pfnProgress &&
+        !extra->pfnProgress(double(bottom - yOffset) / ySize, "", extra->pProgressData)) {
+      CPLError(CE_Failure, CPLE_UserInterrupt, "User terminated");
+      return CE_Failure;
+    }
+    top = bottom;
   }
   return CE_None;
 }
@@ -277,6 +417,20 @@ NSATRasterBand::NSATRasterBand(NSATDataset* dataset, int band, GDALDataType type
 
 CPLErr NSATRasterBand::IReadBlock(int blockX, int blockY, void* image) {
   return static_cast<NSATDataset*>(poDS)->readBlock(blockX, blockY, nBand, image);
+}
+
+// QGIS reads band by band: the first band's read decodes the window's tiles in
+// parallel and fills every band's blocks.
+CPLErr NSATRasterBand::IRasterIO(GDALRWFlag flag, int xOffset, int yOffset, int xSize,
+                                 int ySize, void* data, int bufferXSize, int bufferYSize,
+                                 GDALDataType bufferType, GSpacing pixelSpace, GSpacing lineSpace,
+                                 GDALRasterIOExtraArg* extra) {
+  if (flag == GF_Read && bufferXSize == xSize && bufferYSize == ySize &&
+      !static_cast<NSATDataset*>(poDS)->prefetch(xOffset, yOffset, xSize, ySize)) {
+    return CE_Failure;
+  }
+  return GDALPamRasterBand::IRasterIO(flag, xOffset, yOffset, xSize, ySize, data, bufferXSize,
+                                      bufferYSize, bufferType, pixelSpace, lineSpace, extra);
 }
 
 // From the header, for overview levels too (they have no PAM of their own).

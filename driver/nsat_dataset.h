@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include <gdal_pam.h>
@@ -14,6 +15,32 @@
 
 namespace nsat {
 
+// GDAL 3.7 made the band map of IRasterIO const.
+#ifdef BANDMAP_TYPE
+using BandMap = BANDMAP_TYPE;
+#else
+using BandMap = int*;
+#endif
+
+// A file's codec, built on first use. Building a learned codec loads LibTorch and the
+// model's weights, which `gdalinfo` and every other metadata-only open never need;
+// a missing module or model is then reported on the first pixel read, by name.
+class LazyCodec {
+ public:
+  explicit LazyCodec(std::shared_ptr<const ContainerReader> reader);
+  // Throws nsat::Error if the codec cannot be built (again on every call).
+  const Codec& get() const;
+
+ private:
+  std::shared_ptr<const ContainerReader> reader_;
+  mutable std::mutex mutex_;
+  mutable std::shared_ptr<const Codec> codec_;
+};
+
+// Threads for decoding one request: the NUM_THREADS open option, else the
+// GDAL_NUM_THREADS configuration option, else every core.
+int decodeThreadCount(const char* openOption);
+
 class NSATDataset final : public GDALPamDataset {
  public:
   static int Identify(GDALOpenInfo* openInfo);
@@ -21,8 +48,8 @@ class NSATDataset final : public GDALPamDataset {
   static GDALDataset* CreateCopy(const char* filename, GDALDataset* source, int strict,
                                  char** options, GDALProgressFunc progress, void* progressData);
 
-  NSATDataset(std::shared_ptr<const ContainerReader> reader, std::shared_ptr<const Codec> codec,
-              int level);
+  NSATDataset(std::shared_ptr<const ContainerReader> reader, std::shared_ptr<const LazyCodec> codec,
+              int level, int threads);
 
   // gdaladdo on an NSAT file writes an external .ovr, even when internal levels exist.
   CPLErr IBuildOverviews(const char* resampling, int overviewCount, const int* overviewList,
@@ -44,15 +71,33 @@ class NSATDataset final : public GDALPamDataset {
   // Decodes the tile once and serves every band's block from it.
   CPLErr readBlock(int blockX, int blockY, int band, void* image);
 
+  // Reads of many blocks decode the tiles they cover on the pool first (one thread per
+  // tile), then GDAL's block-based path serves them from its cache.
+  CPLErr IRasterIO(GDALRWFlag flag, int xOffset, int yOffset, int xSize, int ySize, void* data,
+                   int bufferXSize, int bufferYSize, GDALDataType bufferType, int bandCount,
+                   BandMap bandMap, GSpacing pixelSpace, GSpacing lineSpace, GSpacing bandSpace,
+                   GDALRasterIOExtraArg* extra) override;
+  // Decodes, in parallel, the tiles of this window that GDAL's block cache lacks and
+  // puts every band of them there. Returns false (with a CPLError) on a decode error.
+  bool prefetch(int xOffset, int yOffset, int xSize, int ySize);
+
  private:
   // Decoded planar tile, cached so the other bands' blocks need no second decode.
   std::shared_ptr<const std::vector<uint8_t>> decodedTile(int blockX, int blockY);
+  std::vector<uint8_t> decodeTile(int blockX, int blockY, const Parallelism& parallelism) const;
+  // Copies one band of a decoded tile into a full-size block (edge blocks zero-padded).
+  void copyBand(const std::vector<uint8_t>& tile, int blockX, int blockY, int band,
+                void* block) const;
+  // Every band's cached block of a decoded tile, except `skipBand` (filled by the caller).
+  void fillCachedBlocks(const std::vector<uint8_t>& tile, int blockX, int blockY, int skipBand);
+  bool prefetchTiles(const std::vector<std::pair<int, int>>& tiles);
   void describeStorage();
   void summariseAuxiliaryOnce();
 
   std::shared_ptr<const ContainerReader> reader_;
-  std::shared_ptr<const Codec> codec_;
+  std::shared_ptr<const LazyCodec> codec_;
   int level_;
+  int threads_;
   std::vector<std::unique_ptr<NSATDataset>> overviews_;
   bool buildingExternalOverviews_ = false;
   std::optional<AuxiliaryDescription> auxiliary_;
@@ -70,6 +115,9 @@ class NSATRasterBand final : public GDALPamRasterBand {
                  int blockHeight);
 
   CPLErr IReadBlock(int blockX, int blockY, void* image) override;
+  CPLErr IRasterIO(GDALRWFlag flag, int xOffset, int yOffset, int xSize, int ySize, void* data,
+                   int bufferXSize, int bufferYSize, GDALDataType bufferType, GSpacing pixelSpace,
+                   GSpacing lineSpace, GDALRasterIOExtraArg* extra) override;
   double GetNoDataValue(int* hasNodata = nullptr) override;
   // Internal overviews, unless gdaladdo made an external .ovr, which then wins.
   int GetOverviewCount() override;

@@ -75,10 +75,18 @@ constexpr const char* kCreationOptions =
     "    <Value>CUBIC</Value><Value>CUBICSPLINE</Value><Value>LANCZOS</Value>"
     "    <Value>MODE</Value><Value>GAUSS</Value><Value>RMS</Value>"
     "  </Option>"
-    "  <Option name='NUM_THREADS' type='string' default='1'"
+    "  <Option name='NUM_THREADS' type='string' default='ALL_CPUS'"
     "          description='Encoding threads: a number or ALL_CPUS (default: "
-    "GDAL_NUM_THREADS, else 1). The output is identical for any value'/>"
+    "GDAL_NUM_THREADS, else ALL_CPUS). The output is identical for any value'/>"
     "</CreationOptionList>";
+
+// Open options: how many threads decode the tiles of one read.
+constexpr const char* kOpenOptions =
+    "<OpenOptionList>"
+    "  <Option name='NUM_THREADS' type='string' default='ALL_CPUS'"
+    "          description='Decoding threads for the tiles of one read: a number or ALL_CPUS "
+    "(default: GDAL_NUM_THREADS, else ALL_CPUS). The pixels are identical for any value'/>"
+    "</OpenOptionList>";
 
 }  // namespace
 
@@ -98,6 +106,7 @@ void GDALRegister_NSAT() {
   driver->SetMetadataItem(GDAL_DMD_CREATIONDATATYPES,
                           "Byte UInt16 Int16 UInt32 Int32 Float32 Float64");
   driver->SetMetadataItem(GDAL_DMD_CREATIONOPTIONLIST, kCreationOptions);
+  driver->SetMetadataItem(GDAL_DMD_OPENOPTIONLIST, kOpenOptions);
   driver->SetMetadataItem(GDAL_DCAP_VIRTUALIO, "YES");
   driver->SetMetadataItem(GDAL_DCAP_CREATECOPY, "YES");
   driver->pfnIdentify = nsat::NSATDataset::Identify;

@@ -8,7 +8,7 @@ PACKAGES=(
   libgdal-dev gdal-bin libproj-dev proj-bin
   nlohmann-json3-dev libzstd-dev libjpeg-dev zlib1g-dev libtiff-dev
   libgtest-dev googletest
-  libtorch-dev libssl-dev
+  libtorch-dev libssl-dev time
   python3-gdal python3-numpy python3-pytest python3-rasterio python3-torch python3-matplotlib
 )
 if [[ "${1:-}" == "--with-qgis" ]]; then

@@ -150,12 +150,23 @@ def test_encode_and_decode_do_not_depend_on_threads_or_onednn(tmp_path):
     two = translate(source, tmp_path / "two.nsat", "NUM_THREADS=2",
                     env={**env, "NSAT_TORCH_THREADS": "2"})
     one = translate(source, tmp_path / "one.nsat", "NUM_THREADS=1",
-                    env={**env, "NSAT_TORCH_THREADS": "1", "NSAT_DECODE_THREADS": "1"})
+                    env={**env, "NSAT_TORCH_THREADS": "1", "GDAL_NUM_THREADS": "1"})
     assert two.read_bytes() == one.read_bytes()
     default = pixel_md5(two, env)
-    single = pixel_md5(two, {**env, "NSAT_TORCH_THREADS": "1", "NSAT_DECODE_THREADS": "1",
+    single = pixel_md5(two, {**env, "NSAT_TORCH_THREADS": "1", "GDAL_NUM_THREADS": "1",
                              "NSAT_TORCH_DISABLE_MKLDNN": "1", "OMP_NUM_THREADS": "1"})
     assert default == single
+
+
+def read_with_models(path, models_dir):
+    """gdalinfo then a full read with NSAT_MODELS_DIR pointing elsewhere: opening needs no
+    model (it is lazy), the first pixel read does, and fails naming it."""
+    env = {**os.environ, "NSAT_MODELS_DIR": str(models_dir)}
+    info = subprocess.run(["gdalinfo", str(path)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert info.returncode == 0 and "NSAT_CODEC=MULTIRATE" in info.stdout, info.stderr
+    return subprocess.run(["gdal_translate", "-q", str(path), "/vsimem/out.tif"],
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_a_different_model_is_refused_by_name(landsat7_q75, tmp_path):
@@ -163,8 +174,7 @@ def test_a_different_model_is_refused_by_name(landsat7_q75, tmp_path):
     shutil.copytree(MODELS / "multirate-rgb8", altered / "multirate-rgb8")
     card = altered / "multirate-rgb8" / "card.json"
     card.write_text(card.read_text() + "\n")
-    result = subprocess.run(["gdalinfo", str(landsat7_q75)], capture_output=True, text=True,
-                            env={**os.environ, "NSAT_MODELS_DIR": str(altered)}, timeout=300)
+    result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
     assert "multirate-rgb8" in result.stderr
     assert "not the one this file was written with" in result.stderr
@@ -175,8 +185,7 @@ def test_a_damaged_model_file_is_refused_by_name(landsat7_q75, tmp_path):
     shutil.copytree(MODELS / "multirate-rgb8", altered / "multirate-rgb8")
     weights = altered / "multirate-rgb8" / "synthesis.pt"
     weights.write_bytes(weights.read_bytes()[:-10])
-    result = subprocess.run(["gdalinfo", str(landsat7_q75)], capture_output=True, text=True,
-                            env={**os.environ, "NSAT_MODELS_DIR": str(altered)}, timeout=300)
+    result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
     assert "multirate-rgb8" in result.stderr and "synthesis.pt" in result.stderr
 

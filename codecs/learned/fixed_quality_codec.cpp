@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 
 #include "codecs/byte_io.h"
 #include "codecs/entropy/rans_coder.h"
@@ -133,14 +134,6 @@ class FixedQualityCodec final : public Codec {
     peak_ = parameters_.at("psnr_peak").get<double>();
     targetPsnr_ = psnrFromMse(targetMse_, peak_);
     for (int q = 0; q < kLevels; ++q) levelLambdas_.push_back(lambdaOfLevel(q));
-    if (alpha_ > 0) {  // encoder: the modulation gain of every level
-      c10::InferenceMode guard;
-      for (int q = 0; q < kLevels; ++q) {
-        levelGains_.push_back(engine_.modulationGain(levelLambdas_[q]).contiguous());
-        levelMeanGain_.push_back(levelGains_.back().mean().item<double>());
-      }
-      maxLambdaGain_ = engine_.modulationGain(float(engine_.model().lambdaMax)).contiguous();
-    }
   }
 
   std::string name() const override { return "FIXED_QUALITY"; }
@@ -153,6 +146,7 @@ class FixedQualityCodec final : public Codec {
   // u32 stream length, and one rANS stream: lambda map, achieved-PSNR map, z, y.
   std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const override {
     if (alpha_ <= 0) throw Error("FIXED_QUALITY: this codec instance only decodes");
+    buildEncoderTables();
     engine_.checkShape(shape);
     const BlockGrid grid(shape, blockPixels_);
     std::vector<uint8_t> payload{kPayloadVersion};
@@ -166,8 +160,9 @@ class FixedQualityCodec final : public Codec {
       const std::vector<float> maxGain =
           engine_.model().synthesis->demodulationGain(float(engine_.model().lambdaMax));
       scaleChannels(baseline, maxGain, grid);
+      // Serial: CreateCopy already codes tiles on every thread.
       engine_.reconstruct(shape, group, mapping, baseline, grid.latentHeight, grid.latentWidth,
-                          decoded.data());
+                          decoded.data(), Parallelism());
       const std::vector<double> mse0 = blockMse(shape, group, grid, pixels, decoded.data());
 
       std::vector<double> alpha(grid.count(), alpha_);
@@ -178,7 +173,7 @@ class FixedQualityCodec final : public Codec {
         ySymbols = quantise(latent, levels, grid);
         engine_.reconstruct(shape, group, mapping,
                             engine_.demodulate(ySymbols, positionLambdas(levels, grid)),
-                            grid.latentHeight, grid.latentWidth, decoded.data());
+                            grid.latentHeight, grid.latentWidth, decoded.data(), Parallelism());
         achieved = blockMse(shape, group, grid, pixels, decoded.data());
         if (pass == refinePasses_) break;
         // Closed loop: each block's own alpha from what it achieved, then re-solve.
@@ -197,8 +192,8 @@ class FixedQualityCodec final : public Codec {
     return payload;
   }
 
-  void decode(const TileShape& shape, const uint8_t* data, size_t size,
-              void* pixels) const override {
+  void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
+              const Parallelism& parallelism) const override {
     engine_.checkShape(shape);
     const BlockGrid grid(shape, blockPixels_);
     forEachGroup(shape, data, size, [&](const BandGroup& group, const SampleMapping& mapping,
@@ -208,7 +203,7 @@ class FixedQualityCodec final : public Codec {
           engine_.decodeLatent(decoder, grid.latentHeight, grid.latentWidth);
       engine_.reconstruct(shape, group, mapping,
                           engine_.demodulate(y, positionLambdas(levels, grid)),
-                          grid.latentHeight, grid.latentWidth, pixels);
+                          grid.latentHeight, grid.latentWidth, pixels, parallelism);
     });
   }
 
@@ -242,6 +237,19 @@ class FixedQualityCodec final : public Codec {
     if (group.bandCount == 1) return "band " + std::to_string(group.firstBand + 1);
     return "bands " + std::to_string(group.firstBand + 1) + "-" +
            std::to_string(group.firstBand + group.bandCount);
+  }
+
+  // The modulation gain of every level (257 TorchScript runs): encoder-only, so built on
+  // the first encode and never by a reader.
+  void buildEncoderTables() const {
+    std::call_once(encoderTablesBuilt_, [this] {
+      c10::InferenceMode guard;
+      for (int q = 0; q < kLevels; ++q) {
+        levelGains_.push_back(engine_.modulationGain(levelLambdas_[q]).contiguous());
+        levelMeanGain_.push_back(levelGains_.back().mean().item<double>());
+      }
+      maxLambdaGain_ = engine_.modulationGain(float(engine_.model().lambdaMax)).contiguous();
+    });
   }
 
   // lambda = (lambda_max - lambda_min) * Q / 255 + lambda_min, as the paper stores it.
@@ -413,9 +421,10 @@ class FixedQualityCodec final : public Codec {
   int blockPixels_ = 0, refinePasses_ = 0;
   double targetMse_ = 0, targetPsnr_ = 0, peak_ = 255;
   std::vector<float> levelLambdas_;
-  std::vector<at::Tensor> levelGains_;  // (M) per level
-  std::vector<double> levelMeanGain_;
-  at::Tensor maxLambdaGain_;
+  mutable std::once_flag encoderTablesBuilt_;
+  mutable std::vector<at::Tensor> levelGains_;  // (M) per level
+  mutable std::vector<double> levelMeanGain_;
+  mutable at::Tensor maxLambdaGain_;
 };
 
 nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type, int) {

@@ -32,7 +32,7 @@ class IntegerHyperSynthesis {
  private:
   struct Layer {
     int inChannels, outChannels, outMax, shuffle;
-    std::vector<int8_t> weight;  // [out][in][3][3]
+    std::vector<int16_t> weight16;  // int8 values, [out][in][3][3], widened for pmaddwd
     std::vector<int32_t> bias, multiplier, shift;
   };
   std::vector<int32_t> run(const Layer& layer, const std::vector<int32_t>& input, int height,

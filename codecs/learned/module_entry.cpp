@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 
 #include <cstdlib>
-#include <thread>
 
 #include "codecs/learned/fixed_quality_codec.h"
 #include "codecs/learned/multirate_codec.h"
@@ -28,10 +27,12 @@ nsat::ClassifierExplanation explain(const std::string& model, const std::vector<
 extern "C" __attribute__((visibility("default"))) int nsat_register_learned_codecs(
     int abi, nsat::LearnedModuleExports* exports) {
   if (abi != nsat::kLearnedModuleAbi || !exports) return 1;
-  // OpenMP gives LibTorch one thread here unless told otherwise.
-  int threads = int(std::thread::hardware_concurrency());
-  if (const char* text = std::getenv("NSAT_TORCH_THREADS")) threads = std::atoi(text);
-  if (threads > 0) at::set_num_threads(threads);
+  // LibTorch's thread count is the host application's: the driver already codes tiles
+  // in parallel, one thread each. NSAT_TORCH_THREADS sets it anyway (a global setting).
+  if (const char* text = std::getenv("NSAT_TORCH_THREADS")) {
+    const int threads = std::atoi(text);
+    if (threads > 0) at::set_num_threads(threads);
+  }
   // For determinism checks: the encoder's transforms on LibTorch's generic kernels.
   if (std::getenv("NSAT_TORCH_DISABLE_MKLDNN")) at::globalContext().setUserEnabledMkldnn(false);
   exports->codecs.push_back(nsat::multirateCodecDescriptor());

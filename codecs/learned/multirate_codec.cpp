@@ -72,8 +72,8 @@ class MultirateCodec final : public Codec {
     return payload;
   }
 
-  void decode(const TileShape& shape, const uint8_t* data, size_t size,
-              void* pixels) const override {
+  void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
+              const Parallelism& parallelism) const override {
     engine_.checkShape(shape);
     if (size < 1 || data[0] != kPayloadVersion) {
       throw Error("MULTIRATE tile has an unknown payload version");
@@ -95,7 +95,7 @@ class MultirateCodec final : public Codec {
       const std::vector<int32_t> y = engine_.decodeLatent(decoder, height, width);
       const std::vector<float> lambdas(size_t(height) * width, lambda);
       engine_.reconstruct(shape, group, mapping, engine_.demodulate(y, lambdas), height, width,
-                          pixels);
+                          pixels, parallelism);
     }
     if (!reader.atEnd()) throw Error("MULTIRATE tile has trailing bytes");
   }

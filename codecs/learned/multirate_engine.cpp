@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
-#include <thread>
 
 #include "codecs/entropy/rans_coder.h"
 
@@ -85,14 +84,6 @@ std::shared_ptr<const MultirateModel> modelOfFile(const nlohmann::json& paramete
                 " is newer than this NSAT");
   }
   return model;
-}
-
-int decodeThreads() {
-  if (const char* text = std::getenv("NSAT_DECODE_THREADS")) {
-    const int threads = std::atoi(text);
-    if (threads > 0) return threads;
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 MultirateEngine::MultirateEngine(std::shared_ptr<const MultirateModel> model,
@@ -218,9 +209,9 @@ std::vector<float> MultirateEngine::demodulate(const std::vector<int32_t>& y,
 void MultirateEngine::reconstruct(const TileShape& shape, const BandGroup& group,
                                   const SampleMapping& mapping,
                                   const std::vector<float>& scaledLatent, int height, int width,
-                                  void* pixels) const {
+                                  void* pixels, const Parallelism& parallelism) const {
   const std::vector<float> image =
-      model_->synthesis->runScaled(scaledLatent, height, width, decodeThreads());
+      model_->synthesis->runScaled(scaledLatent, height, width, parallelism);
   const int paddedWidth = width * kLatentDownsampling;
   const size_t paddedPlane = size_t(height) * kLatentDownsampling * paddedWidth;
   for (int b = 0; b < group.bandCount; ++b) {
@@ -232,8 +223,13 @@ void MultirateEngine::reconstruct(const TileShape& shape, const BandGroup& group
         if (group.bandCount == 1 && model_->bands == 3) {  // grey through the RGB model
           value = (image[at] + image[paddedPlane + at] + image[2 * paddedPlane + at]) / 3.0f;
         }
-        storeSample(shape, pixels, band * shape.pixelsPerBand() + size_t(row) * shape.width + x,
-                    mapping.fromModel(value));
+        const size_t index = band * shape.pixelsPerBand() + size_t(row) * shape.width + x;
+        if (shape.type == DataType::Byte) {  // unmapped: storeSample's rounding, inlined
+          static_cast<uint8_t*>(pixels)[index] =
+              uint8_t(std::clamp(std::floor(double(value) + 0.5), 0.0, 255.0));
+        } else {
+          storeSample(shape, pixels, index, mapping.fromModel(value));
+        }
       }
     }
   }

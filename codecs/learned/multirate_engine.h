@@ -57,9 +57,6 @@ void storeSample(const TileShape& shape, void* pixels, size_t index, double valu
 std::shared_ptr<const MultirateModel> modelOfFile(const nlohmann::json& parameters,
                                                   const std::string& key, int payloadVersion);
 
-// Threads of the deterministic synthesis: $NSAT_DECODE_THREADS, else every core.
-int decodeThreads();
-
 class MultirateEngine {
  public:
   MultirateEngine(std::shared_ptr<const MultirateModel> model, std::string codecName);
@@ -97,7 +94,7 @@ class MultirateEngine {
   // demodulation gain (M x height x width), cropped to the tile and mapped back.
   void reconstruct(const TileShape& shape, const BandGroup& group, const SampleMapping& mapping,
                    const std::vector<float>& scaledLatent, int height, int width,
-                   void* pixels) const;
+                   void* pixels, const Parallelism& parallelism) const;
   // y symbols times the demodulation gain of each position's lambda.
   std::vector<float> demodulate(const std::vector<int32_t>& y,
                                 const std::vector<float>& lambdaPerPosition) const;

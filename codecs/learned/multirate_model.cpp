@@ -58,6 +58,17 @@ void useUnoptimisedTorchScript() {
   });
 }
 
+// The card's "synthesis_arithmetic": how g_s adds a product. Models made before the
+// field existed were decoded with a multiply then an add, and their files must keep
+// decoding to the same bits.
+SynthesisArithmetic synthesisArithmetic(const ModelFolder& folder) {
+  const std::string name =
+      folder.card.at("architecture").value("synthesis_arithmetic", "multiply-then-add");
+  if (name == "multiply-then-add") return SynthesisArithmetic::MultiplyThenAdd;
+  if (name == "fused-multiply-add") return SynthesisArithmetic::FusedMultiplyAdd;
+  throw Error("model " + folder.id + ": unknown synthesis_arithmetic '" + name + "'");
+}
+
 std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
   useUnoptimisedTorchScript();
   auto model = std::make_shared<MultirateModel>();
@@ -86,8 +97,8 @@ std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
     throw Error("model " + folder.id + ": analysis.pt lacks g_a, modulation or input_scale");
   }
   model->hyperAnalysis = loadTorchScript(folder, "hyper_analysis.pt");
-  model->synthesis =
-      std::make_unique<SynthesisNetwork>(loadTorchScript(folder, "synthesis.pt"));
+  model->synthesis = std::make_unique<SynthesisNetwork>(loadTorchScript(folder, "synthesis.pt"),
+                                                        synthesisArithmetic(folder));
   model->sampleMax = model->synthesis->outputMax();
   model->hyperSynthesis = std::make_unique<IntegerHyperSynthesis>(
       readJson(folder, "hyper_synthesis_int.json"));

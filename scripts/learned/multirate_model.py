@@ -29,7 +29,7 @@ Compression); the factorised density is Balle et al. 2018's non-parametric model
 
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -483,13 +483,20 @@ class MultirateCodec(nn.Module):
                 **s}
 
 
-def rate_distortion(out: Dict[str, torch.Tensor], x: torch.Tensor, lam: float):
+def rate_distortion(out: Dict[str, torch.Tensor], x: torch.Tensor, lam: float,
+                    mask: Optional[torch.Tensor] = None):
     """loss = bpp + lam * 255**2 * MSE, with bpp = total bits / (B * H * W) (bits per
-    pixel, all bands together) and MSE the mean over every sample of the normalised x."""
+    pixel, all bands together, over *all* pixels) and MSE the mean over every sample of the
+    normalised x. With ``mask`` (B, 1, H, W) of per-pixel weights (0 = nodata), MSE is the
+    weighted mean sum(mask * err^2) / (C * sum(mask)); ``mask=None`` is the plain mean."""
     pixels = x.shape[0] * x.shape[2] * x.shape[3]
     bits = -(torch.log2(out["y_likelihoods"]).sum() + torch.log2(out["z_likelihoods"]).sum())
     bpp = bits / pixels
-    mse = F.mse_loss(out["x_hat"], x)
+    if mask is None:
+        mse = F.mse_loss(out["x_hat"], x)
+    else:
+        err = (out["x_hat"] - x) ** 2 * mask
+        mse = err.sum() / (mask.sum().clamp_min(1.0) * x.shape[1])
     return bpp + lam * 255.0 ** 2 * mse, bpp, mse
 
 

@@ -19,6 +19,10 @@ Gradients are clipped to norm 1.
 Speed (this repository's 2-core dev VM, Debian torch 1.13.1 CPU, --threads 1, RGB 64x64):
 about 140 images/s at --batch-size 16, i.e. ~2 minutes per 1000 steps.
 
+--source mix (RGB only) trains on EuroSAT plus crops of large 8-bit scenes with a nodata-masked
+MSE (datasets.MixedRgbStream); --init-from DIR warm-starts from an exported model folder
+(warm_start); see README.md, "MULTIRATE RGB v2", and train_rgb_v2.sh.
+
 Examples:
     # smoke test
     /usr/bin/python3 scripts/learned/train_multirate.py --steps 30 --batch-size 8 \
@@ -69,7 +73,9 @@ import integer_hyper_synthesis as ihs  # noqa: E402
 from multirate_model import (M_LATENT, N_FILTERS, ExportAnalysis, ExportHyperAnalysis,  # noqa: E402
                              ExportSynthesis, MultirateCodec, rate_distortion, scale_table)
 
-CKPT_VERSION = 1
+CKPT_VERSION = 2
+# Config keys of version-1 checkpoints; the keys added since take these values for them.
+LEGACY_CONFIG = {"source": "eurosat"}
 
 
 def parse_args(argv=None):
@@ -79,7 +85,20 @@ def parse_args(argv=None):
                    help="3: EuroSAT RGB (Byte); 1: EuroSAT MS, each band a sample (UInt16)")
     p.add_argument("--steps", type=int, default=300000, help="total optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--crop", type=int, default=64, help="training crop (multiple of 16, <= 64)")
+    p.add_argument("--source", choices=("eurosat", "mix"), default="eurosat",
+                   help="eurosat: EuroSAT only (default); mix (--bands 3 only): crops of large "
+                        "8-bit scenes + EuroSAT batches (datasets.MixedRgbStream)")
+    p.add_argument("--crop", type=int, default=64,
+                   help="training crop (multiple of 16; <= 64 for eurosat, <= 256 for mix)")
+    p.add_argument("--eurosat-every", type=int, default=4,
+                   help="mix: every k-th batch is EuroSAT 64x64 at batch_size*(crop/64)^2 (0: none)")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="warm start from an exported model folder (used only when no checkpoint exists)")
+    p.add_argument("--init-eval-images", type=int, default=200,
+                   help="after --init-from: EuroSAT test images for the check against the source card (0: skip)")
+    p.add_argument("--eval-lambda-count", type=int, default=4, help="log-spaced evaluation lambdas")
+    p.add_argument("--no-holdout-eval", action="store_true",
+                   help="mix: skip the hold-out scene evaluation")
     p.add_argument("--lambda-min", type=float, default=0.0018)
     p.add_argument("--lambda-max", type=float, default=0.0932)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -106,13 +125,149 @@ def parse_args(argv=None):
     p.add_argument("--cache", action="store_true", help="keep decoded RGB JPEGs in memory")
     p.add_argument("--export", default=None, metavar="DIR",
                    help="after training, write TorchScript + integer h_s + prior tables + card.json")
-    p.add_argument("--model-id", default=None, help="card id (default multirate-rgb8 / multirate-ms16)")
+    p.add_argument("--model-id", default=None,
+                   help="card id (default multirate-rgb8 / multirate-ms16; multirate-rgb8-v2 for --source mix)")
     return p.parse_args(argv)
 
 
 def eval_lambdas(lmin: float, lmax: float, count: int = 4):
     return [float(math.exp(math.log(lmin) + k * (math.log(lmax) - math.log(lmin)) / (count - 1)))
             for k in range(count)]
+
+
+@torch.no_grad()
+def evaluate_holdout(model, crops, lambdas, device):
+    """RD on fixed crops of the hold-out scenes (datasets.holdout_eval_crops): bpp over all
+    pixels, PSNR of the valid pixels, both averaged over crops; also per scene."""
+    model.eval()
+    points = []
+    for lam in lambdas:
+        per = {}
+        for name, img, valid in crops:
+            x = torch.from_numpy(img[None]).to(device)
+            m = torch.from_numpy(valid[None]).to(device)
+            e = model.estimate(x, lam)
+            x_hat = e["x_hat"].clamp(0.0, 1.0)
+            mse = float((((x_hat - x) ** 2) * m).sum() / (m.sum().clamp_min(1.0) * x.shape[1]))
+            per.setdefault(name, []).append((float(e["bpp_y"][0] + e["bpp_z"][0]),
+                                              10 * math.log10(1.0 / max(mse, 1e-12))))
+        allv = [v for vs in per.values() for v in vs]
+        points.append({"lambda": lam, "crops": len(allv),
+                       "bpp": float(np.mean([v[0] for v in allv])),
+                       "psnr": float(np.mean([v[1] for v in allv])),
+                       "by_scene": {k: [round(float(np.mean([v[0] for v in vs])), 4),
+                                        round(float(np.mean([v[1] for v in vs])), 3)]
+                                    for k, vs in per.items()}})
+    model.train()
+    return points
+
+
+def warm_start(model, src_dir):
+    """Load an exported MULTIRATE folder into a fresh MultirateCodec (same bands/N/M).
+
+    * g_a, h_a, g_s: the TorchScript state dicts map 1:1 (FrozenGDN holds the effective
+      beta/gamma, which are valid raw parameters: beta >= beta_min, gamma >= 0).
+    * Gain nets: the exported input is lam / lambda_max_src; fc1.weight is scaled by
+      lambda_max_new / lambda_max_src so the nets compute the same gains for every lambda.
+    * Integer h_s: weight = w_int * real_weight_scale, bias = b_int * real_weight_scale *
+      in_step; integer_params() then gives back the same integers (checked, returned).
+    * Factorised prior: only pmf tables are exported, not the density network, so the
+      density is refitted to the tables (KL(table || model) on each channel's support, Adam),
+      then the quantiles by the aux loss. Returns a dict of diagnostics.
+    """
+    card = json.load(open(os.path.join(src_dir, "card.json"), encoding="utf-8"))
+    if card["architecture"]["bands"] != model.bands or card["architecture"]["N"] != model.n \
+            or card["architecture"]["M"] != model.m:
+        raise SystemExit(f"--init-from {src_dir}: architecture {card['architecture']} does not match")
+    lmax_src = float(card["lambda_max"])
+    diag = {"source": src_dir, "source_id": card.get("id"), "source_lambda_max": lmax_src}
+    ana = torch.jit.load(os.path.join(src_dir, "analysis.pt"), map_location="cpu").state_dict()
+    hyp = torch.jit.load(os.path.join(src_dir, "hyper_analysis.pt"), map_location="cpu").state_dict()
+    syn = torch.jit.load(os.path.join(src_dir, "synthesis.pt"), map_location="cpu").state_dict()
+    state = {}
+    gain_map = {"0.weight": "fc1.weight", "0.bias": "fc1.bias", "2.weight": "fc2.weight", "2.bias": "fc2.bias"}
+    for sd, prefixes in ((ana, ("g_a.", "modulation.")), (syn, ("g_s.", "demodulation."))):
+        for k, v in sd.items():
+            if k.startswith(prefixes[0]):
+                state[k] = v
+            elif k.startswith(prefixes[1]):
+                state[prefixes[1] + gain_map[k[len(prefixes[1]):]]] = v
+    for k, v in hyp.items():
+        state["h_a." + k] = v
+    ratio = model.lambda_max / lmax_src
+    for net in ("modulation", "demodulation"):
+        state[f"{net}.fc1.weight"] = (state[f"{net}.fc1.weight"].double() * ratio).float()
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith(("h_s.", "prior."))]
+    if missing:
+        raise SystemExit(f"--init-from: no source for {missing}")
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v)
+    # Integer h_s back to real-valued parameters.
+    hs = ihs.load_params(os.path.join(src_dir, "hyper_synthesis_int.json"))
+    mism = 0
+    with torch.no_grad():
+        for layer, q in zip(model.h_s.layers(), hs["layers"]):
+            s_w = torch.tensor(q["real_weight_scale"], dtype=torch.float64)
+            w = torch.from_numpy(q["w"]).double() * s_w.view(-1, 1, 1, 1)
+            layer.weight.copy_(w.float())
+            layer.bias.copy_((torch.from_numpy(q["b"]).double() * s_w * layer.in_step).float())
+            back = layer.integer_params()
+            for key, ref in (("weight", q["w"]), ("bias", q["b"]), ("multiplier", q["m"]), ("shift", q["s"])):
+                mism += int((back[key].numpy() != ref).sum())
+    diag["hs_integer_mismatches_after_load"] = mism
+    # Factorised prior: fit the density to the exported tables.
+    prior = json.load(open(os.path.join(src_dir, "factorized_prior.json"), encoding="utf-8"))["tables"]
+    diag.update(fit_prior(model.prior, prior))
+    return diag, card
+
+
+def fit_prior(pr, tables, iters=3000):
+    """Fit FactorizedPrior's density to per-channel pmf tables (min_value, pmf); then the
+    quantiles to the new density. Returns the mean KL (bits) before/after."""
+    c = pr.channels
+    lo = min(t["min_value"] for t in tables)
+    hi = max(t["min_value"] + len(t["pmf"]) - 1 for t in tables)
+    grid = torch.arange(lo, hi + 1, dtype=torch.float32)
+    target = torch.zeros(c, grid.numel())
+    for ch, t in enumerate(tables):
+        o = t["min_value"] - lo
+        target[ch, o:o + len(t["pmf"])] = torch.tensor(t["pmf"])
+    target = target / target.sum(dim=1, keepdim=True)
+    z = grid.view(1, 1, 1, -1).repeat(1, c, 1, 1)          # (1, C, 1, L)
+
+    def kl():
+        q = pr.likelihood(z).view(c, -1).clamp_min(1e-12)
+        return (target * (torch.log2(target.clamp_min(1e-30)) - torch.log2(q))).sum(dim=1).mean()
+
+    dens = [p for n, p in pr.named_parameters() if n != "quantiles"]
+    with torch.no_grad():
+        before = float(kl())
+    opt = torch.optim.Adam(dens, lr=1e-2)
+    for i in range(iters):
+        if i == int(iters * 0.7):
+            for g in opt.param_groups:
+                g["lr"] = 1e-3
+        opt.zero_grad()
+        loss = kl()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(kl())
+        q = pr.quantiles
+        for ch, t in enumerate(tables):
+            q[ch, 0, 0] = t["min_value"]
+            q[ch, 0, 2] = t["min_value"] + len(t["pmf"]) - 1
+            q[ch, 0, 1] = t["min_value"] + int(np.argmax(t["pmf"]))
+    aopt = torch.optim.Adam([pr.quantiles], lr=0.05)
+    for _ in range(2000):
+        aopt.zero_grad()
+        a = pr.aux_loss()
+        a.backward()
+        aopt.step()
+    return {"prior_kl_bits_before_fit": before, "prior_kl_bits_after_fit": after,
+            "prior_aux_loss_after_fit": float(pr.aux_loss())}
 
 
 @torch.no_grad()
@@ -168,8 +323,19 @@ def mosaic(dataset, indices, grid):
     return torch.from_numpy(np.concatenate(rows, axis=1)[None])
 
 
-def export(model, args, out_dir, step, test_ds, rd_points):
+def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_points=None,
+           init_info=None):
     model = model.cpu().eval()
+    model_id = args.model_id or ("multirate-ms16" if args.bands == 1 else
+                                 "multirate-rgb8-v2" if args.source == "mix" else "multirate-rgb8")
+    if args.source == "mix" and model_id == "multirate-rgb8":
+        raise SystemExit("--source mix exports need a new model id (default multirate-rgb8-v2), "
+                         "not the shipped multirate-rgb8")
+    old_card = os.path.join(out_dir, "card.json")
+    if os.path.exists(old_card):
+        old_id = json.load(open(old_card, encoding="utf-8")).get("id")
+        if old_id != model_id:
+            raise SystemExit(f"--export {out_dir} holds model '{old_id}', not '{model_id}': refusing to overwrite")
     os.makedirs(out_dir, exist_ok=True)
     scale = datasets.RGB_SCALE if args.bands == 3 else datasets.MS_SCALE
     out_max = 255.0 if args.bands == 3 else 65535.0
@@ -228,7 +394,6 @@ def export(model, args, out_dir, step, test_ds, rd_points):
 
     for name in files:
         files[name] = sha256(os.path.join(out_dir, name))
-    model_id = args.model_id or ("multirate-rgb8" if args.bands == 3 else "multirate-ms16")
     card = {
         "id": model_id,
         "codec": "MULTIRATE",
@@ -244,6 +409,10 @@ def export(model, args, out_dir, step, test_ds, rd_points):
             "h_s": "integer: conv3x3 4N + requant uint8 + PixelShuffle(2), same, conv3x3 M -> index 0..63",
             "modulation": "lambda/lambda_max -> Dense(64, ReLU) -> Dense(M, ReLU) = gain on y",
             "demodulation": "same shape, output multiplies y_hat before g_s",
+            # How the C++ decoder adds each product in g_s (codecs/learned/synthesis_kernels.h):
+            # one rounding per term. Cards without the field (the first models) mean
+            # "multiply-then-add", which their files keep forever.
+            "synthesis_arithmetic": "fused-multiply-add",
             "entropy": "z: factorised prior, per-channel table; y: zero-mean Gaussian, "
                        "64 scales 0.11..256 log-spaced, index from h_s",
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -252,6 +421,19 @@ def export(model, args, out_dir, step, test_ds, rd_points):
                  else "EuroSAT MS train split, 13 bands as separate samples (eurosat_ms_splits.csv)",
                  "normalisation": "x / 255" if args.bands == 3 else "x / 16384 (nominal 14 bits)",
                  "augmentation": f"random {args.crop}x{args.crop} crop, flips, 90-degree turns"},
+        "data_mix": None if args.source != "mix" else {
+            "description": (f"every {args.eurosat_every}th batch: {stream.eurosat_batch} EuroSAT RGB train "
+                            f"images at 64x64; other batches: {args.batch_size} crops of {args.crop}x{args.crop} "
+                            "from large 8-bit scenes (group weights below, scenes by valid pixels within "
+                            "a group); UInt16/Float32 cloud scenes stretched per scene 0.5..99.9 % to 8 bit"),
+            "group_weights": datasets.GROUP_WEIGHTS,
+            "scenes": [sc.describe() for sc in stream.scenes],
+            "skipped_smaller_than_crop": stream.skipped,
+            "holdout_never_trained": list(datasets.HOLDOUT_SCENES),
+            "holdout_files_present": datasets.holdout_paths(args.data),
+            "nodata": "pixels with all three bands 0 (or alpha 0 for pix4d) have weight 0 in the MSE; "
+                      "crops > 50 % nodata are redrawn; the rate counts all pixels"},
+        "init_from": None if not init_info else {k: v for k, v in init_info.items() if k != "source_card_rd_points"},
         "training": {"steps": step, "batch_size": args.batch_size, "optimizer": "Adam",
                      "lr": args.lr, "lr_drop": args.lr_drop, "lr_aux": args.lr_aux,
                      "lr_prior": args.lr_prior or args.lr, "lr_gain": args.lr_gain or args.lr,
@@ -262,6 +444,10 @@ def export(model, args, out_dir, step, test_ds, rd_points):
                                            "h_s fake-quantised (int8 weights, uint8 activations)"},
         "lambda_min": args.lambda_min, "lambda_max": args.lambda_max,
         "rd_points": rd_points,
+        "rd_points_holdout": holdout_points,
+        "rd_points_holdout_note": None if holdout_points is None else (
+            f"fixed {datasets.HOLDOUT_EVAL_CROP}x{datasets.HOLDOUT_EVAL_CROP} crops of the hold-out scenes "
+            "(datasets.holdout_eval_crops); bpp over all pixels, PSNR over valid pixels"),
         "rd_points_note": "EuroSAT test split, bpp = bits from likelihoods / pixels (all bands), "
                           "PSNR = mean over images of 10 log10(1 / MSE) on the normalised scale",
         "interface": {
@@ -288,8 +474,11 @@ def export(model, args, out_dir, step, test_ds, rd_points):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.crop % 16 or args.crop > 64 or args.crop < 16:
-        raise SystemExit("--crop must be a multiple of 16 in 16..64")
+    max_crop = 256 if args.source == "mix" else 64
+    if args.crop % 16 or args.crop > max_crop or args.crop < 16:
+        raise SystemExit(f"--crop must be a multiple of 16 in 16..{max_crop}")
+    if args.source == "mix" and args.bands != 3:
+        raise SystemExit("--source mix is for --bands 3 only")
     if not (0 < args.lambda_min <= args.lambda_max):
         raise SystemExit("need 0 < --lambda-min <= --lambda-max")
     device = torch.device(args.device)
@@ -318,16 +507,37 @@ def main(argv=None):
          {"params": prior_params, "lr_factor": lr_factors[1]},
          {"params": gain_params, "lr_factor": lr_factors[2]}], lr=args.lr)
     aux_opt = torch.optim.Adam(model.aux_parameters(), lr=args.lr_aux)
-    stream = datasets.BatchStream(train_ds, args.batch_size, args.crop, args.seed)
+    holdout = []
+    if args.source == "mix":
+        stream = datasets.MixedRgbStream(args.data, train_ds, args.batch_size, args.crop, args.seed,
+                                         args.eurosat_every)
+        if not args.no_holdout_eval:
+            holdout = datasets.holdout_eval_crops(args.data)
+    else:
+        stream = datasets.BatchStream(train_ds, args.batch_size, args.crop, args.seed)
     lam_rng = np.random.Generator(np.random.PCG64(args.seed + 1000003))
     step = 0
 
     config = {"bands": args.bands, "lambda_min": args.lambda_min, "lambda_max": args.lambda_max,
-              "N": N_FILTERS, "M": M_LATENT}
+              "N": N_FILTERS, "M": M_LATENT, "source": args.source}
+    if args.source == "mix":
+        # Everything that changes the batch sequence: a resume with other values would not
+        # continue the same stream.
+        config.update({"batch_size": args.batch_size, "crop": args.crop,
+                       "eurosat_every": args.eurosat_every, "seed": args.seed,
+                       "scenes": stream.scene_names(), "group_weights": datasets.GROUP_WEIGHTS,
+                       "init_from": os.path.normpath(args.init_from) if args.init_from else None})
+    resumed = False
     if args.checkpoint and os.path.exists(args.checkpoint):
         ck = torch.load(args.checkpoint, map_location=device)
-        if ck.get("version") != CKPT_VERSION or ck["config"] != config:
-            raise SystemExit(f"{args.checkpoint}: made with {ck.get('config')}, not {config}")
+        ck_config = dict(ck.get("config", {}))
+        if ck.get("version") == 1:
+            for k, v in LEGACY_CONFIG.items():
+                ck_config.setdefault(k, v)
+        if ck.get("version") not in (1, CKPT_VERSION) or ck_config != config:
+            diff = sorted(k for k in set(ck_config) | set(config) if ck_config.get(k) != config.get(k))
+            raise SystemExit(f"{args.checkpoint}: config differs in {diff}: checkpoint "
+                             f"{str([ck_config.get(k) for k in diff])[:400]}, now {str([config.get(k) for k in diff])[:400]}")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         for gr, factor in zip(opt.param_groups, lr_factors):   # the command line decides
@@ -341,7 +551,21 @@ def main(argv=None):
         np.random.set_state(ck["numpy_rng"])
         random.setstate(ck["python_rng"])
         step = ck["step"]
+        resumed = True
         print(f"resumed {args.checkpoint} at step {step}", flush=True)
+    init_info = ck.get("init_from_info") if resumed else None
+    if args.init_from and not resumed:
+        # The warm start uses its own RNG streams only through torch's default generator
+        # (Adam is deterministic); reseed afterwards so the run is reproducible either way.
+        init_info, src_card = warm_start(model, args.init_from)
+        torch.manual_seed(args.seed)
+        if args.init_eval_images:
+            src_lams = [p["lambda"] for p in src_card.get("rd_points", [])] or eval_lambdas(args.lambda_min, args.lambda_max)
+            t_ev = time.time()
+            init_info["eval"] = evaluate(model, test_ds, args.init_eval_images, src_lams, device)
+            init_info["eval_seconds"] = time.time() - t_ev
+            init_info["source_card_rd_points"] = src_card.get("rd_points")
+        log_line(args.log, {"step": 0, "init_from": init_info})
 
     def checkpoint():
         if not args.checkpoint:
@@ -352,7 +576,8 @@ def main(argv=None):
                      "aux_opt": aux_opt.state_dict(), "stream": stream.state(),
                      "lam_rng": lam_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                     "numpy_rng": np.random.get_state(), "python_rng": random.getstate()},
+                     "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                     "init_from_info": init_info},
                     args.checkpoint)
 
     stop = {"signal": None}
@@ -363,19 +588,24 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    lambdas = eval_lambdas(args.lambda_min, args.lambda_max)
+    lambdas = eval_lambdas(args.lambda_min, args.lambda_max, args.eval_lambda_count)
     log_lo, log_hi = math.log(args.lambda_min), math.log(args.lambda_max)
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
-    t0, images = time.time(), 0
+    t0, images, pixels = time.time(), 0, 0
     model.train()
     while step < args.steps and stop["signal"] is None:
         lr = args.lr * (0.1 if step >= args.lr_drop * args.steps else 1.0)
         for gr in opt.param_groups:
             gr["lr"] = lr * gr["lr_factor"]
-        x = torch.from_numpy(stream.next()).to(device)
+        batch = stream.next()
+        if isinstance(batch, tuple):
+            x = torch.from_numpy(batch[0]).to(device)
+            mask = torch.from_numpy(batch[1]).to(device)
+        else:
+            x, mask = torch.from_numpy(batch).to(device), None
         lam = float(math.exp(lam_rng.uniform(log_lo, log_hi)))
         out = model(x, lam)
-        loss, bpp, mse = rate_distortion(out, x, lam)
+        loss, bpp, mse = rate_distortion(out, x, lam, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.clip_grad > 0:
@@ -387,6 +617,7 @@ def main(argv=None):
         aux_opt.step()
         step += 1
         images += x.shape[0]
+        pixels += x.shape[0] * x.shape[2] * x.shape[3]
         acc["loss"] += loss.item()
         acc["bpp"] += bpp.item()
         acc["mse"] += mse.item()
@@ -397,15 +628,21 @@ def main(argv=None):
             n = acc["n"]
             log_line(args.log, {"step": step, "loss": acc["loss"] / n, "bpp": acc["bpp"] / n,
                                 "psnr_train": 10 * math.log10(1.0 / max(acc["mse"] / n, 1e-12)),
-                                "aux": acc["aux"] / n, "lr": lr, "images_per_s": images / dt})
+                                "aux": acc["aux"] / n, "lr": lr, "images_per_s": images / dt,
+                                "pixels_per_s": pixels / dt, "s_per_step": dt / n})
             acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
-            t0, images = time.time(), 0
+            t0, images, pixels = time.time(), 0, 0
         if step % args.checkpoint_every == 0:
             checkpoint()
         if args.eval_every and step % args.eval_every == 0 and step < args.steps:
+            t_ev = time.time()
             pts = evaluate(model, test_ds, args.eval_images, lambdas, device)
-            log_line(args.log, {"step": step, "eval": pts})
-            t0, images = time.time(), 0
+            rec = {"step": step, "eval": pts}
+            if holdout:
+                rec["eval_holdout"] = evaluate_holdout(model, holdout, lambdas, device)
+            rec["eval_seconds"] = round(time.time() - t_ev, 1)
+            log_line(args.log, rec)
+            t0, images, pixels = time.time(), 0, 0
 
     checkpoint()
     if stop["signal"] is not None:
@@ -413,9 +650,11 @@ def main(argv=None):
         sys.exit(128 + stop["signal"])
 
     pts = evaluate(model, test_ds, args.final_eval_images, lambdas, device)
-    log_line(args.log, {"step": step, "final_eval": pts})
+    hold_pts = evaluate_holdout(model, holdout, lambdas, device) if holdout else None
+    log_line(args.log, {"step": step, "final_eval": pts, "final_eval_holdout": hold_pts})
     if args.export:
-        card = export(model, args, args.export, step, test_ds, pts)
+        card = export(model, args, args.export, step, test_ds, pts, stream=stream,
+                      holdout_points=hold_pts, init_info=init_info)
         print(json.dumps({"export": args.export, "checks": card["export_checks"],
                           "files": card["files"]}, indent=1), flush=True)
 

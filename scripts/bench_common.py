@@ -1,0 +1,68 @@
+"""What the benchmarks share: the machine they ran on, timing of commands in fresh
+processes, and pausing a background job (a training run) while they measure."""
+import contextlib
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def machine():
+    flags = cpu_flags()
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
+            "simd": [name for name in ("avx2", "fma", "avx512f") if name in flags],
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version()}
+
+
+def run_timed(command, env=None, repeats=3):
+    """Median wall time (s) of `command`, each run in a fresh process, and the largest
+    peak RSS (MiB) of those runs, from GNU time. Raises if a run fails."""
+    times, peak = [], 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = subprocess.run(["/usr/bin/time", "-f", "%M", *map(str, command)], env=env,
+                                capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, command))} failed: {result.stderr[-2000:]}")
+        peak = max(peak, int(result.stderr.strip().splitlines()[-1]) / 1024)
+    return statistics.median(times), peak
+
+
+@contextlib.contextmanager
+def paused(pids):
+    """SIGSTOPs the given processes (e.g. a background training run) while measuring."""
+    stopped = []
+    try:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        time.sleep(0.5)
+        yield
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
