@@ -14,6 +14,9 @@ namespace nsat {
 namespace {
 
 constexpr int kDefaultQuality = 75;
+// libjpeg's working memory per image sample when decoding a baseline tile (whole-image
+// buffers are not needed for baseline; this leaves room for its row buffers).
+constexpr int kJpegMemoryPerSample = 4;
 
 // libjpeg reports errors through a callback that must not return: we jump back to
 // the caller, which turns the message into an nsat::Error.
@@ -170,8 +173,25 @@ void decompressJpeg(const uint8_t* data, size_t size, int width, int height, int
     throw Error(std::string("JPEG tile is corrupt: ") + error.message);
   }
   jpeg_create_decompress(&info);
+  // libjpeg allocates for the stream's own dimensions: at most a few tiles' worth.
+  info.mem->max_memory_to_use = static_cast<long>(kJpegMemoryPerSample) * width * height * components +
+                                (8L << 20);
   jpeg_mem_src(&info, data, static_cast<unsigned long>(size));
   jpeg_read_header(&info, TRUE);
+  // Checked before jpeg_start_decompress allocates anything for the stream. NSAT writes
+  // baseline streams only; a progressive one (possibly thousands of scans, each a full
+  // pass over the coefficients) is not ours.
+  const char* refusal = nullptr;
+  if (static_cast<int>(info.image_width) != width || static_cast<int>(info.image_height) != height ||
+      info.num_components != components) {
+    refusal = "JPEG tile is corrupt: its size does not match the tile";
+  } else if (jpeg_has_multiple_scans(&info)) {
+    refusal = "JPEG tile is corrupt: a progressive stream (NSAT writes baseline JPEG only)";
+  }
+  if (refusal) {
+    jpeg_destroy_decompress(&info);
+    throw Error(refusal);
+  }
   info.out_color_space = components == 3 ? JCS_RGB : JCS_GRAYSCALE;
   jpeg_start_decompress(&info);
   if (static_cast<int>(info.output_width) != width ||

@@ -132,6 +132,18 @@ const TileEntry& ContainerReader::entry(int level, int tileX, int tileY) const {
   return index_[levelFirstTile_[level] + uint64_t(tileY) * header_.tilesAcross(level) + tileX];
 }
 
+namespace {
+
+void checkTileCrc(const std::vector<uint8_t>& payload, const TileEntry& tile, int level, int tileX,
+                  int tileY) {
+  if (crc32Of(payload.data(), payload.size()) != tile.crc32) {
+    throw Error("tile (" + std::to_string(tileX) + ", " + std::to_string(tileY) + ") of level " +
+                std::to_string(level) + " failed its CRC32 check: the file is corrupt");
+  }
+}
+
+}  // namespace
+
 std::vector<uint8_t> ContainerReader::readTile(int level, int tileX, int tileY) const {
   const TileEntry& tile = entry(level, tileX, tileY);
   std::vector<uint8_t> payload(tile.size);
@@ -139,11 +151,35 @@ std::vector<uint8_t> ContainerReader::readTile(int level, int tileX, int tileY) 
     std::lock_guard<std::mutex> lock(fileMutex_);
     readExactly(file_, tile.offset, payload.data(), payload.size(), "tile");
   }
-  if (crc32Of(payload.data(), payload.size()) != tile.crc32) {
-    throw Error("tile (" + std::to_string(tileX) + ", " + std::to_string(tileY) + ") of level " +
-                std::to_string(level) + " failed its CRC32 check: the file is corrupt");
-  }
+  checkTileCrc(payload, tile, level, tileX, tileY);
   return payload;
+}
+
+std::vector<std::vector<uint8_t>> ContainerReader::readTiles(
+    int level, const std::vector<std::pair<int, int>>& tiles) const {
+  std::vector<std::vector<uint8_t>> payloads(tiles.size());
+  std::vector<void*> buffers(tiles.size());
+  std::vector<vsi_l_offset> offsets(tiles.size());
+  std::vector<size_t> sizes(tiles.size());
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    const TileEntry& tile = entry(level, tiles[i].first, tiles[i].second);
+    payloads[i].resize(tile.size);
+    buffers[i] = payloads[i].data();
+    offsets[i] = tile.offset;
+    sizes[i] = tile.size;
+  }
+  {
+    std::lock_guard<std::mutex> lock(fileMutex_);
+    if (!tiles.empty() && VSIFReadMultiRangeL(int(tiles.size()), buffers.data(), offsets.data(),
+                                              sizes.data(), file_) != 0) {
+      throw Error("file is truncated: cannot read the tiles of a window");
+    }
+  }
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    checkTileCrc(payloads[i], entry(level, tiles[i].first, tiles[i].second), level,
+                 tiles[i].first, tiles[i].second);
+  }
+  return payloads;
 }
 
 uint64_t ContainerReader::levelPayloadBytes(int level) const {
@@ -160,12 +196,13 @@ ContainerWriter::ContainerWriter(const std::string& path, Header header)
   header_.validate();
   const std::string json = header_.toJson().dump();
   if (json.size() > kMaxHeaderSize) throw Error("header exceeds 16 MiB (too much metadata)");
+  // Everything is allocated before the temporary file exists, so a failed allocation
+  // leaves nothing behind.
+  levelFirstTile_ = firstTileOfEachLevel(header_);
+  index_.resize(header_.totalTileCount());
   temporaryPath_ = path + "." + std::to_string(getpid()) + ".partial";
   file_ = VSIFOpenL(temporaryPath_.c_str(), "wb");
   if (!file_) throw Error("cannot create " + temporaryPath_);
-
-  levelFirstTile_ = firstTileOfEachLevel(header_);
-  index_.resize(header_.totalTileCount());
   indexOffset_ = kPreambleSize + json.size();
   nextOffset_ = indexOffset_ + index_.size() * kIndexEntrySize;
 

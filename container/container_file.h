@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <cpl_vsi.h>
@@ -44,6 +45,11 @@ class ContainerReader {
   // Payload bytes of one tile after its CRC was checked; throws nsat::Error.
   // Safe to call from several threads.
   std::vector<uint8_t> readTile(int level, int tileX, int tileY) const;
+  // Payloads of several tiles of one level, in one VSIFReadMultiRangeL call: over
+  // /vsicurl/ exactly their byte ranges are fetched (no read-ahead into other tiles).
+  // Each is CRC-checked; throws nsat::Error.
+  std::vector<std::vector<uint8_t>> readTiles(int level,
+                                              const std::vector<std::pair<int, int>>& tiles) const;
   // Bytes of all tile payloads of one level.
   uint64_t levelPayloadBytes(int level) const;
 

@@ -26,7 +26,10 @@ std::optional<double> nodataFromJson(const nlohmann::json& value) {
   throw Error("header has an invalid nodata value '" + text + "'");
 }
 
-int ceilDiv(int value, int divisor) { return (value + divisor - 1) / divisor; }
+// In 64 bits: a width near INT_MAX plus a block size would overflow int.
+int ceilDiv(int value, int divisor) {
+  return int((int64_t(value) + divisor - 1) / divisor);
+}
 
 }  // namespace
 
@@ -117,7 +120,9 @@ Header Header::fromJson(const nlohmann::json& json) {
 }
 
 void Header::validate() const {
-  if (width < 1 || height < 1) throw Error("header has an invalid raster size");
+  if (width < 1 || height < 1 || width > kMaxRasterSize || height > kMaxRasterSize) {
+    throw Error("header has an invalid raster size (1 to 2^30 pixels a side)");
+  }
   if (bands < 1 || bands > kMaxBands) throw Error("header has an invalid band count");
   if (blockWidth < kMinBlockSize || blockWidth > kMaxBlockSize || blockHeight < kMinBlockSize ||
       blockHeight > kMaxBlockSize) {
@@ -135,6 +140,10 @@ void Header::validate() const {
         levels[i].height > levels[i - 1].height) {
       throw Error("header has an invalid overview level size");
     }
+  }
+  // Block sizes and level sizes are valid now, so the tile counts cannot overflow.
+  if (totalTileCount() > kMaxTileCount) {
+    throw Error("header asks for more than 2^26 tiles (use a larger BLOCKSIZE)");
   }
   if (nodata.size() != size_t(bands)) throw Error("header nodata list does not match bands");
   if (!bandDescriptions.is_array() ||

@@ -63,5 +63,10 @@ constexpr int kMaxBlockSize = 4096;
 constexpr int kMaxLevels = 32;
 // Largest decoded tile (all bands) a file may ask a reader to allocate.
 constexpr uint64_t kMaxTileBytes = uint64_t(1) << 30;
+// Largest raster side (2^30: every tile count and offset stays far inside int and
+// uint64 arithmetic) and largest tile count over all levels (2^26 tiles: a 1 GiB
+// index), checked before anything is allocated from a header.
+constexpr int kMaxRasterSize = 1 << 30;
+constexpr uint64_t kMaxTileCount = uint64_t(1) << 26;
 
 }  // namespace nsat

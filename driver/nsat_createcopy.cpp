@@ -16,6 +16,16 @@ namespace nsat {
 
 namespace {
 
+// Errors CreateCopy reports with their own CPLE_* class (the rest: CPLE_AppDefined).
+class InvalidOption : public Error {  // CPLE_IllegalArg
+ public:
+  using Error::Error;
+};
+class UnsupportedInput : public Error {  // CPLE_NotSupported
+ public:
+  using Error::Error;
+};
+
 constexpr int kDefaultBlockSize = 256;
 // OVERVIEWS=AUTO halves the image until its larger side fits in this.
 constexpr int kSmallestOverview = 256;
@@ -43,13 +53,13 @@ GDALRIOResampleAlg parseResampling(const char* name) {
   for (const auto& [algorithmName, algorithm] : kAlgorithms) {
     if (EQUAL(name, algorithmName)) return algorithm;
   }
-  throw Error(std::string("OVERVIEW_RESAMPLING=") + name + " is not a GDAL resampling");
+  throw InvalidOption(std::string("OVERVIEW_RESAMPLING=") + name + " is not a GDAL resampling");
 }
 
 int parseThreads(const char* text) {
   const int threads = parseThreadCount(text);
   if (threads == 0) {
-    throw Error(std::string("NUM_THREADS=") + text +
+    throw InvalidOption(std::string("NUM_THREADS=") + text +
                 " is invalid: expected a number of threads (1..1024) or ALL_CPUS");
   }
   return threads;
@@ -59,15 +69,19 @@ WriteSettings parseSettings(char** options) {
   WriteSettings settings;
   settings.codecName = CSLFetchNameValueDef(options, "CODEC", "LOSSLESS");
   const char* block = CSLFetchNameValueDef(options, "BLOCKSIZE", "256");
-  settings.blockSize = atoi(block);
+  char* end = nullptr;
+  const long blockSize = std::strtol(block, &end, 10);
+  settings.blockSize = (end != block && *end == '\0' && blockSize > 0 && blockSize <= kMaxBlockSize)
+                           ? int(blockSize)
+                           : 0;  // "256abc", "", out of range: refused below
   if (settings.blockSize < kMinBlockSize || settings.blockSize > kMaxBlockSize ||
       settings.blockSize % 16 != 0) {
-    throw Error(std::string("BLOCKSIZE=") + block +
+    throw InvalidOption(std::string("BLOCKSIZE=") + block +
                 " is invalid: expected a multiple of 16 from 16 to 4096");
   }
   const char* overviews = CSLFetchNameValueDef(options, "OVERVIEWS", "AUTO");
   if (!EQUAL(overviews, "AUTO") && !EQUAL(overviews, "NONE")) {
-    throw Error(std::string("OVERVIEWS=") + overviews + " is invalid: expected AUTO or NONE");
+    throw InvalidOption(std::string("OVERVIEWS=") + overviews + " is invalid: expected AUTO or NONE");
   }
   settings.overviews = EQUAL(overviews, "AUTO");
   const char* resampling = CSLFetchNameValueDef(options, "OVERVIEW_RESAMPLING", "AVERAGE");
@@ -197,24 +211,24 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     const GDALDataType gdalType = source->GetRasterBand(1)->GetRasterDataType();
     for (int band = 2; band <= source->GetRasterCount(); ++band) {
       if (source->GetRasterBand(band)->GetRasterDataType() != gdalType) {
-        throw Error("all bands must have the same data type");
+        throw UnsupportedInput("all bands must have the same data type");
       }
     }
     DataType type;
     if (!fromGdalType(gdalType, type)) {
-      throw Error(std::string("data type ") + GDALGetDataTypeName(gdalType) +
+      throw UnsupportedInput(std::string("data type ") + GDALGetDataTypeName(gdalType) +
                   " is not supported (NSAT stores Byte, UInt16, Int16, UInt32, Int32, Float32 "
                   "and Float64)");
     }
     const WriteSettings settings = parseSettings(options);
     const CodecDescriptor* descriptor = findCodec(settings.codecName);
     if (!descriptor) {
-      throw Error("CODEC=" + settings.codecName + " is unknown; available: " + codecNames());
+      throw InvalidOption("CODEC=" + settings.codecName + " is unknown; available: " + codecNames());
     }
     const int bands = source->GetRasterCount();
     const std::string rejected = descriptor->rejectReason(type, bands);
     if (!rejected.empty()) {
-      throw Error("CODEC=" + descriptor->name + " cannot code this image: " + rejected +
+      throw UnsupportedInput("CODEC=" + descriptor->name + " cannot code this image: " + rejected +
                   ". Codecs that accept " + dataTypeName(type) + " with " +
                   std::to_string(bands) + " band(s): " + codecNames(type, bands));
     }
@@ -240,7 +254,7 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     header.models = codec->models();
     const auto auxiliary = codec->auxiliary(bands, settings.blockSize);
     if (auxiliary && settings.blockSize % auxiliary->cellSize != 0) {
-      throw Error("BLOCKSIZE=" + std::to_string(settings.blockSize) + " must be a multiple of " +
+      throw InvalidOption("BLOCKSIZE=" + std::to_string(settings.blockSize) + " must be a multiple of " +
                   std::to_string(auxiliary->cellSize) + " for CODEC=" + descriptor->name);
     }
     describeScene(*source, header);
@@ -250,6 +264,12 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     writer.commit();
   } catch (const CancelledByUser&) {
     CPLError(CE_Failure, CPLE_UserInterrupt, "NSAT: cancelled; %s was not written", filename);
+    return nullptr;
+  } catch (const InvalidOption& e) {
+    CPLError(CE_Failure, CPLE_IllegalArg, "NSAT: cannot write %s: %s", filename, e.what());
+    return nullptr;
+  } catch (const UnsupportedInput& e) {
+    CPLError(CE_Failure, CPLE_NotSupported, "NSAT: cannot write %s: %s", filename, e.what());
     return nullptr;
   } catch (const std::exception& e) {
     CPLError(CE_Failure, CPLE_AppDefined, "NSAT: cannot write %s: %s", filename, e.what());

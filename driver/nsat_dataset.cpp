@@ -241,9 +241,14 @@ const char* NSATDataset::GetMetadataItem(const char* name, const char* domain) {
 
 std::vector<uint8_t> NSATDataset::decodeTile(int blockX, int blockY,
                                               const Parallelism& parallelism) const {
+  return decodePayload(blockX, blockY, reader_->readTile(level_, blockX, blockY), parallelism);
+}
+
+std::vector<uint8_t> NSATDataset::decodePayload(int blockX, int blockY,
+                                                const std::vector<uint8_t>& payload,
+                                                const Parallelism& parallelism) const {
   const Header& header = reader_->header();
   const TileShape shape = header.tileShape(level_, blockX, blockY);
-  const std::vector<uint8_t> payload = reader_->readTile(level_, blockX, blockY);
   std::vector<uint8_t> pixels(shape.byteCount());
   decodeTilePayload(codec_->get(), shape, payload.data(), payload.size(), header.nodata,
                     pixels.data(), parallelism);
@@ -316,8 +321,11 @@ CPLErr NSATDataset::readBlock(int blockX, int blockY, int band, void* image) {
 bool NSATDataset::prefetchTiles(const std::vector<std::pair<int, int>>& tiles) {
   std::vector<std::vector<uint8_t>> decoded(tiles.size());
   try {
+    // One multi-range read for all of them (exact byte ranges over /vsicurl/), then
+    // one thread per tile.
+    const std::vector<std::vector<uint8_t>> payloads = reader_->readTiles(level_, tiles);
     ThreadPool::shared().parallelFor(tiles.size(), threads_, [&](size_t i) {
-      decoded[i] = decodeTile(tiles[i].first, tiles[i].second, Parallelism());
+      decoded[i] = decodePayload(tiles[i].first, tiles[i].second, payloads[i], Parallelism());
     });
   } catch (const std::exception& e) {
     CPLError(CE_Failure, CPLE_AppDefined, "NSAT: %s: %s", GetDescription(), e.what());
@@ -329,8 +337,10 @@ bool NSATDataset::prefetchTiles(const std::vector<std::pair<int, int>>& tiles) {
   return true;
 }
 
+// Also with one thread: one multi-range read of the window's tiles is what keeps a
+// /vsicurl/ read to their exact bytes.
 bool NSATDataset::prefetch(int xOffset, int yOffset, int xSize, int ySize) {
-  if (threads_ <= 1 || xSize <= 0 || ySize <= 0) return true;
+  if (xSize <= 0 || ySize <= 0) return true;
   const Header& header = reader_->header();
   const int firstX = xOffset / header.blockWidth, lastX = (xOffset + xSize - 1) / header.blockWidth;
   const int firstY = yOffset / header.blockHeight, lastY = (yOffset + ySize - 1) / header.blockHeight;
@@ -362,7 +372,7 @@ CPLErr NSATDataset::IRasterIO(GDALRWFlag flag, int xOffset, int yOffset, int xSi
                               GSpacing pixelSpace, GSpacing lineSpace, GSpacing bandSpace,
                               GDALRasterIOExtraArg* extra) {
   const bool fullResolution = bufferXSize == xSize && bufferYSize == ySize;
-  if (flag != GF_Read || !fullResolution || threads_ <= 1) {
+  if (flag != GF_Read || !fullResolution) {
     // Resampled reads may be served by an overview: let GDAL choose, block by block.
     return GDALPamDataset::IRasterIO(flag, xOffset, yOffset, xSize, ySize, data, bufferXSize,
                                      bufferYSize, bufferType, bandCount, bandMap, pixelSpace,
@@ -433,8 +443,15 @@ CPLErr NSATRasterBand::IRasterIO(GDALRWFlag flag, int xOffset, int yOffset, int 
                                       bufferYSize, bufferType, pixelSpace, lineSpace, extra);
 }
 
-// From the header, for overview levels too (they have no PAM of their own).
+// A value set later with SetNoDataValue (kept in the .aux.xml) wins; otherwise the
+// header's, for overview levels too (they have no PAM of their own).
 double NSATRasterBand::GetNoDataValue(int* hasNodata) {
+  int fromPam = FALSE;
+  const double pamValue = GDALPamRasterBand::GetNoDataValue(&fromPam);
+  if (fromPam) {
+    if (hasNodata) *hasNodata = TRUE;
+    return pamValue;
+  }
   const auto& nodata = static_cast<NSATDataset*>(poDS)->header().nodata[size_t(nBand - 1)];
   if (hasNodata) *hasNodata = nodata.has_value();
   return nodata.value_or(0.0);

@@ -85,6 +85,8 @@ class NSATDataset final : public GDALPamDataset {
   // Decoded planar tile, cached so the other bands' blocks need no second decode.
   std::shared_ptr<const std::vector<uint8_t>> decodedTile(int blockX, int blockY);
   std::vector<uint8_t> decodeTile(int blockX, int blockY, const Parallelism& parallelism) const;
+  std::vector<uint8_t> decodePayload(int blockX, int blockY, const std::vector<uint8_t>& payload,
+                                     const Parallelism& parallelism) const;
   // Copies one band of a decoded tile into a full-size block (edge blocks zero-padded).
   void copyBand(const std::vector<uint8_t>& tile, int blockX, int blockY, int band,
                 void* block) const;

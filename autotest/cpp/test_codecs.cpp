@@ -1,6 +1,11 @@
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include <jpeglib.h>
 
 #include "autotest/cpp/test_support.h"
+#include "codecs/jpeg_codec.h"
 #include "codecs/registry.h"
 
 namespace nsat {
@@ -102,6 +107,46 @@ TEST(JpegCodec, RejectsNonByteDataAndBadOptions) {
 }
 
 // Corrupt payloads raise nsat::Error: never a crash, never silent garbage.
+// A grey 64 x 64 stream written by libjpeg itself, progressive or baseline.
+std::vector<uint8_t> greyJpeg(int width, int height, bool progressive) {
+  jpeg_compress_struct info;
+  jpeg_error_mgr error;
+  info.err = jpeg_std_error(&error);
+  jpeg_create_compress(&info);
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&info, &buffer, &size);
+  info.image_width = JDIMENSION(width);
+  info.image_height = JDIMENSION(height);
+  info.input_components = 1;
+  info.in_color_space = JCS_GRAYSCALE;
+  jpeg_set_defaults(&info);
+  if (progressive) jpeg_simple_progression(&info);
+  jpeg_start_compress(&info, TRUE);
+  std::vector<uint8_t> row(size_t(width), 128);
+  while (info.next_scanline < info.image_height) {
+    JSAMPROW pointer = row.data();
+    jpeg_write_scanlines(&info, &pointer, 1);
+  }
+  jpeg_finish_compress(&info);
+  std::vector<uint8_t> out(buffer, buffer + size);
+  jpeg_destroy_compress(&info);
+  std::free(buffer);
+  return out;
+}
+
+// Both used to reach jpeg_start_decompress, which allocates for the stream's own size
+// and, for a progressive stream, decodes every scan.
+TEST(JpegCodec, RefusesStreamsOfAnotherSizeOrProgressiveBeforeDecoding) {
+  std::vector<uint8_t> out(64 * 64);
+  EXPECT_NO_THROW(decompressJpeg(greyJpeg(64, 64, false).data(), greyJpeg(64, 64, false).size(),
+                                 64, 64, 1, out.data()));
+  const auto progressive = greyJpeg(64, 64, true);
+  EXPECT_THROW(decompressJpeg(progressive.data(), progressive.size(), 64, 64, 1, out.data()), Error);
+  const auto larger = greyJpeg(4096, 64, false);
+  EXPECT_THROW(decompressJpeg(larger.data(), larger.size(), 64, 64, 1, out.data()), Error);
+}
+
 TEST(Codecs, CorruptPayloadsAreErrors) {
   const auto scene = readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 200, 200, 64,
                                64);

@@ -87,6 +87,43 @@ TEST(Header, SanityLimitsRejectHostileValues) {
                Error);
 }
 
+// Widths near INT_MAX once overflowed the tile count (UBSan: "2147483647 + 256 cannot be
+// represented"); sizes and tile counts are now capped in 64-bit arithmetic.
+TEST(Header, HugeRastersAreRefusedBeforeAnyAllocation) {
+  auto sized = [](int width, int height, int block) {
+    Header header = sampleHeader();
+    header.width = width;
+    header.height = height;
+    header.blockWidth = header.blockHeight = block;
+    header.levels = {{width, height}};
+    return header;
+  };
+  EXPECT_THROW(sized(2147483647, 200, 256).validate(), Error);
+  EXPECT_THROW(sized(kMaxRasterSize + 1, 1, 4096).validate(), Error);
+  // 2^30 x 2^30 in 16 px tiles: 2^52 index entries.
+  EXPECT_THROW(sized(kMaxRasterSize, kMaxRasterSize, 16).validate(), Error);
+  // The largest side is fine when the tiles are large enough.
+  const Header wide = sized(kMaxRasterSize, 64, 4096);
+  EXPECT_NO_THROW(wide.validate());
+  EXPECT_EQ(wide.tilesAcross(0), kMaxRasterSize / 4096);
+  EXPECT_EQ(sized(kMaxRasterSize - 1, 64, 4096).tilesAcross(0), kMaxRasterSize / 4096);
+}
+
+// Such a header used to reach the index allocation with the temporary file open: a
+// bad_alloc then left `<target>.<pid>.partial` behind.
+TEST(Container, RefusedHeaderLeavesNoTemporaryFile) {
+  Header header = sampleHeader();
+  header.width = header.height = 2000000000;
+  header.blockWidth = header.blockHeight = 16;
+  header.levels = {{header.width, header.height}};
+  EXPECT_THROW(ContainerWriter("/vsimem/huge_header.nsat", header), Error);
+  char** files = VSIReadDir("/vsimem/");
+  for (char** file = files; file && *file; ++file) {
+    EXPECT_EQ(std::string(*file).find("huge_header"), std::string::npos) << *file;
+  }
+  CSLDestroy(files);
+}
+
 TEST(Container, WriteThenReadEveryTile) {
   const auto path = writeSample("/vsimem/container_roundtrip.nsat");
   const auto reader = ContainerReader::open(path);

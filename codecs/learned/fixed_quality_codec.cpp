@@ -29,6 +29,10 @@ std::string defaultCalibration(DataType type) {
 
 double psnrPeak(DataType type) { return type == DataType::Byte ? 255.0 : 65535.0; }
 
+// Bound on a decoded PSNR-map entry, in kPsnrStep units (PSNR can be negative only for
+// errors above the peak, which the range of the samples rules out; kept symmetric).
+constexpr int64_t kMaxPsnrSteps = int64_t(kMaxStoredPsnr / kPsnrStep) + 1;
+
 double psnrFromMse(double mse, double peak) {
   if (mse <= 0) return kMaxStoredPsnr;
   return std::min(kMaxStoredPsnr, 10.0 * std::log10(peak * peak / mse));
@@ -395,19 +399,26 @@ class FixedQualityCodec final : public Codec {
       const uint32_t length = reader.u32();
       RansDecoder decoder(reader.bytes(length), length);
       std::vector<int32_t> levels(grid.count());
+      // Residual + prediction in 64 bits: an escaped residual may be any int32.
       for (size_t i = 0; i < levels.size(); ++i) {
-        levels[i] = decoder.decode(tables[levelTable]) +
-                    predictFromNeighbours(levels, grid.across, i, kLevels / 2);
-        if (levels[i] < 0 || levels[i] >= kLevels) {
+        const int64_t level = int64_t(decoder.decode(tables[levelTable])) +
+                              predictFromNeighbours(levels, grid.across, i, kLevels / 2);
+        if (level < 0 || level >= kLevels) {
           throw Error("FIXED_QUALITY tile has a lambda level outside 0..255");
         }
+        levels[i] = int32_t(level);
       }
       std::vector<int32_t> steps(grid.count());
       std::vector<float> psnr(grid.count());
       const int32_t psnrStart = int32_t(std::lround(targetPsnr_ / kPsnrStep));
       for (size_t i = 0; i < steps.size(); ++i) {
-        steps[i] = decoder.decode(tables[psnrTable]) +
-                   predictFromNeighbours(steps, grid.across, i, psnrStart);
+        const int64_t step = int64_t(decoder.decode(tables[psnrTable])) +
+                             predictFromNeighbours(steps, grid.across, i, psnrStart);
+        // The encoder stores 0 .. kMaxStoredPsnr; anything else is a damaged stream.
+        if (step < -kMaxPsnrSteps || step > kMaxPsnrSteps) {
+          throw Error("FIXED_QUALITY tile has an achieved PSNR out of range");
+        }
+        steps[i] = int32_t(step);
         psnr[i] = float(steps[i] * kPsnrStep);
       }
       visit(group, mapping, decoder, levels, psnr);
