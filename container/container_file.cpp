@@ -191,11 +191,15 @@ uint64_t ContainerReader::levelPayloadBytes(int level) const {
 
 // ---------------------------------------------------------------- writer
 
-ContainerWriter::ContainerWriter(const std::string& path, Header header)
+ContainerWriter::ContainerWriter(const std::string& path, Header header, size_t headerReserve)
     : path_(path), header_(std::move(header)) {
   header_.validate();
-  const std::string json = header_.toJson().dump();
-  if (json.size() > kMaxHeaderSize) throw Error("header exceeds 16 MiB (too much metadata)");
+  std::string json = header_.toJson().dump();
+  if (json.size() + headerReserve > kMaxHeaderSize) {
+    throw Error("header exceeds 16 MiB (too much metadata)");
+  }
+  json.append(headerReserve, ' ');  // JSON allows trailing white space
+  headerSize_ = json.size();
   // Everything is allocated before the temporary file exists, so a failed allocation
   // leaves nothing behind.
   levelFirstTile_ = firstTileOfEachLevel(header_);
@@ -238,6 +242,21 @@ void ContainerWriter::writeTile(int level, int tileX, int tileY,
   tile.crc32 = crc32Of(payload.data(), payload.size());
   writeExactly(file_, payload.data(), payload.size());
   nextOffset_ += payload.size();
+}
+
+void ContainerWriter::rewriteHeader(const Header& header) {
+  if (!file_) throw Error("writer is closed");
+  header.validate();
+  std::string json = header.toJson().dump();
+  if (json.size() > headerSize_) throw Error("internal error: the header outgrew its reserve");
+  json.append(headerSize_ - json.size(), ' ');
+  uint8_t crc[4];
+  putLE(crc, crc32Of(reinterpret_cast<const uint8_t*>(json.data()), json.size()), 4);
+  if (VSIFSeekL(file_, 16, SEEK_SET) != 0) throw Error("seek failed while writing");
+  writeExactly(file_, crc, sizeof(crc));
+  if (VSIFSeekL(file_, kPreambleSize, SEEK_SET) != 0) throw Error("seek failed while writing");
+  writeExactly(file_, json.data(), json.size());
+  header_ = header;
 }
 
 void ContainerWriter::commit() {

@@ -69,13 +69,18 @@ class ContainerWriter {
  public:
   // Writes to a temporary sibling of `path`; `path` itself appears only on commit(),
   // so a failed or cancelled write never leaves a partial file under that name.
-  ContainerWriter(const std::string& path, Header header);
+  // `headerReserve`: spare bytes after the header JSON (spaces), so that rewriteHeader()
+  // can add what is known only once every tile is coded.
+  ContainerWriter(const std::string& path, Header header, size_t headerReserve = 0);
   ~ContainerWriter();
   ContainerWriter(const ContainerWriter&) = delete;
   ContainerWriter& operator=(const ContainerWriter&) = delete;
 
   const Header& header() const { return header_; }
   void writeTile(int level, int tileX, int tileY, const std::vector<uint8_t>& payload);
+  // Replaces the header (same raster, levels and codec) within the size the constructor
+  // gave it; throws nsat::Error if it no longer fits.
+  void rewriteHeader(const Header& header);
   // Writes the index, closes and renames into place; throws nsat::Error.
   void commit();
   // Removes the temporary file; called by the destructor if commit() did not happen.
@@ -86,6 +91,7 @@ class ContainerWriter {
   std::string temporaryPath_;
   Header header_;
   VSILFILE* file_ = nullptr;
+  size_t headerSize_ = 0;  // JSON plus its reserve, as the preamble says
   uint64_t indexOffset_ = 0;
   uint64_t nextOffset_ = 0;
   std::vector<uint64_t> levelFirstTile_;

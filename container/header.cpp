@@ -77,6 +77,7 @@ nlohmann::json Header::toJson() const {
   json["georeferencing"] = georeferencing;
   json["bands"] = bandDescriptions;
   json["metadata"] = metadataDomains;
+  if (!auxiliary.is_null()) json["auxiliary"] = auxiliary;
   return json;
 }
 
@@ -112,6 +113,7 @@ Header Header::fromJson(const nlohmann::json& json) {
     header.georeferencing = json.value("georeferencing", nlohmann::json::object());
     header.bandDescriptions = json.value("bands", nlohmann::json::array());
     header.metadataDomains = json.value("metadata", nlohmann::json::object());
+    header.auxiliary = json.value("auxiliary", nlohmann::json());
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("header is malformed: ") + e.what());
   }
@@ -151,6 +153,7 @@ void Header::validate() const {
     throw Error("header band list does not match the band count");
   }
   if (codecName.empty()) throw Error("header names no codec");
+  if (!auxiliary.is_null() && !auxiliary.is_object()) throw Error("header auxiliary is not an object");
 }
 
 }  // namespace nsat

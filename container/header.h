@@ -41,6 +41,9 @@ struct Header {
   nlohmann::json georeferencing = nlohmann::json::object();
   nlohmann::json bandDescriptions = nlohmann::json::array();
   nlohmann::json metadataDomains = nlohmann::json::object();
+  // The codec's auxiliary raster, described and summarised at encode time (null if the
+  // codec has none, or in files written before it was stored): written by the driver.
+  nlohmann::json auxiliary = nullptr;
 
   int tilesAcross(int level) const;
   int tilesDown(int level) const;

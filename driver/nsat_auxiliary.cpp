@@ -36,13 +36,17 @@ class AuxiliaryBand final : public GDALPamRasterBand {
 };
 
 // A tile's cells, or an empty vector for an EMPTY tile.
-std::vector<float> tileCells(const ContainerReader& reader, const Codec& codec, int tileX,
-                             int tileY) {
-  const TileShape shape = reader.header().tileShape(0, tileX, tileY);
-  const std::vector<uint8_t> payload = reader.readTile(0, tileX, tileY);
+std::vector<float> payloadCells(const Codec& codec, const TileShape& shape,
+                                const std::vector<uint8_t>& payload) {
   const auto bytes = codecBytesOf(payload.data(), payload.size());
   if (!bytes) return {};
   return codec.auxiliaryValues(shape, bytes->data, bytes->size);
+}
+
+std::vector<float> tileCells(const ContainerReader& reader, const Codec& codec, int tileX,
+                             int tileY) {
+  return payloadCells(codec, reader.header().tileShape(0, tileX, tileY),
+                      reader.readTile(0, tileX, tileY));
 }
 
 }  // namespace
@@ -85,10 +89,17 @@ NSATAuxiliaryDataset::NSATAuxiliaryDataset(std::shared_ptr<const ContainerReader
   SetMetadataItem("CELL_SIZE_PIXELS", std::to_string(cell).c_str());
 }
 
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 12, 0)
+CPLErr NSATAuxiliaryDataset::GetGeoTransform(GDALGeoTransform& transform) const {
+  for (int i = 0; i < 6; ++i) transform[i] = transform_[i];
+  return hasTransform_ ? CE_None : CE_Failure;
+}
+#else
 CPLErr NSATAuxiliaryDataset::GetGeoTransform(double* transform) {
   std::copy(transform_, transform_ + 6, transform);
   return hasTransform_ ? CE_None : CE_Failure;
 }
+#endif
 
 const OGRSpatialReference* NSATAuxiliaryDataset::GetSpatialRef() const {
   return srs_.IsEmpty() ? nullptr : &srs_;
@@ -121,24 +132,83 @@ CPLErr NSATAuxiliaryDataset::readBlock(int tileX, int tileY, int band, void* ima
   return CE_None;
 }
 
+void AuxiliarySummary::add(const std::vector<float>& values) {
+  for (float value : values) {
+    sum += value;
+    minimum = std::min(minimum, double(value));
+    maximum = std::max(maximum, double(value));
+    ++cells;
+  }
+}
+
+void AuxiliarySummary::add(const AuxiliarySummary& other) {
+  sum += other.sum;
+  minimum = std::min(minimum, other.minimum);
+  maximum = std::max(maximum, other.maximum);
+  cells += other.cells;
+}
+
 AuxiliarySummary summariseAuxiliary(const ContainerReader& reader, const Codec& codec) {
-  AuxiliarySummary summary;
-  summary.minimum = std::numeric_limits<double>::infinity();
-  summary.maximum = -summary.minimum;
-  double sum = 0;
   const Header& header = reader.header();
+  AuxiliarySummary summary;
   for (int tileY = 0; tileY < header.tilesDown(0); ++tileY) {
     for (int tileX = 0; tileX < header.tilesAcross(0); ++tileX) {
-      for (float value : tileCells(reader, codec, tileX, tileY)) {
-        sum += value;
-        summary.minimum = std::min(summary.minimum, double(value));
-        summary.maximum = std::max(summary.maximum, double(value));
-        ++summary.cells;
-      }
+      AuxiliarySummary tile;  // tile by tile, in the order CreateCopy adds them
+      tile.add(tileCells(reader, codec, tileX, tileY));
+      summary.add(tile);
     }
   }
-  if (summary.cells) summary.mean = sum / double(summary.cells);
   return summary;
+}
+
+AuxiliarySummary summariseTile(const Codec& codec, const TileShape& shape,
+                               const std::vector<uint8_t>& payload) {
+  AuxiliarySummary summary;
+  summary.add(payloadCells(codec, shape, payload));
+  return summary;
+}
+
+nlohmann::json storedAuxiliary(const AuxiliaryDescription& description,
+                               const AuxiliarySummary& summary) {
+  nlohmann::json json = {{"name", description.name},
+                         {"description", description.description},
+                         {"unit", description.unit},
+                         {"cell_size", description.cellSize},
+                         {"layers", description.layerNames},
+                         {"cells", summary.cells}};
+  if (summary.cells) {
+    json["mean"] = summary.mean();
+    json["min"] = summary.minimum;
+    json["max"] = summary.maximum;
+  }
+  return json;
+}
+
+bool readStoredAuxiliary(const Header& header, AuxiliaryDescription& description,
+                         AuxiliarySummary& summary) {
+  if (header.auxiliary.is_null()) return false;
+  try {
+    const nlohmann::json& json = header.auxiliary;
+    description.name = json.at("name").get<std::string>();
+    description.description = json.at("description").get<std::string>();
+    description.unit = json.at("unit").get<std::string>();
+    description.cellSize = json.at("cell_size").get<int>();
+    description.layerNames = json.at("layers").get<std::vector<std::string>>();
+    summary = AuxiliarySummary();
+    summary.cells = json.at("cells").get<size_t>();
+    if (summary.cells) {
+      summary.sum = json.at("mean").get<double>() * double(summary.cells);
+      summary.minimum = json.at("min").get<double>();
+      summary.maximum = json.at("max").get<double>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("header auxiliary is malformed: ") + e.what());
+  }
+  if (description.cellSize < 1 || description.cellSize > header.blockWidth ||
+      description.layerNames.empty() || description.layerNames.size() > size_t(header.bands)) {
+    throw Error("header auxiliary has an invalid cell size or layer list");
+  }
+  return true;
 }
 
 }  // namespace nsat

@@ -4,8 +4,10 @@
 // so QGIS can lay FIXED_QUALITY's block PSNR or RDIC's mask over the image.
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gdal_pam.h>
 #include <ogr_spatialref.h>
@@ -25,7 +27,12 @@ class NSATAuxiliaryDataset final : public GDALPamDataset {
   // Decodes the cells of one tile (all layers) into the band's block.
   CPLErr readBlock(int tileX, int tileY, int band, void* image);
   int cellsPerTile() const { return cellsPerTile_; }
+  // GDAL 3.12 passes the geotransform as a GDALGeoTransform.
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 12, 0)
+  CPLErr GetGeoTransform(GDALGeoTransform& transform) const override;
+#else
   CPLErr GetGeoTransform(double* transform) override;
+#endif
   const OGRSpatialReference* GetSpatialRef() const override;
 
  private:
@@ -40,9 +47,28 @@ class NSATAuxiliaryDataset final : public GDALPamDataset {
 
 // Mean, minimum and maximum over every cell of the full-resolution level, for gdalinfo.
 struct AuxiliarySummary {
-  double mean = 0, minimum = 0, maximum = 0;
+  double sum = 0;
+  double minimum = std::numeric_limits<double>::infinity();
+  double maximum = -std::numeric_limits<double>::infinity();
   size_t cells = 0;
+
+  void add(const std::vector<float>& values);
+  void add(const AuxiliarySummary& other);
+  double mean() const { return cells ? sum / double(cells) : 0; }
 };
+// Reads every full-resolution tile: for files that do not store the summary.
 AuxiliarySummary summariseAuxiliary(const ContainerReader& reader, const Codec& codec);
+// One tile's summary from its payload (as CreateCopy writes it).
+AuxiliarySummary summariseTile(const Codec& codec, const TileShape& shape,
+                               const std::vector<uint8_t>& payload);
+
+// The header's `auxiliary` field: the description and the summary, written at encode
+// time so that opening a file needs neither its codec nor a pass over its tiles.
+nlohmann::json storedAuxiliary(const AuxiliaryDescription& description,
+                               const AuxiliarySummary& summary);
+// False if the header has none (files written before it was stored); throws nsat::Error
+// if it is malformed.
+bool readStoredAuxiliary(const Header& header, AuxiliaryDescription& description,
+                         AuxiliarySummary& summary);
 
 }  // namespace nsat

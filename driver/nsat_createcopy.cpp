@@ -9,6 +9,7 @@
 #include "codecs/registry.h"
 #include "container/container_file.h"
 #include "container/tile_payload.h"
+#include "driver/nsat_auxiliary.h"
 #include "driver/nsat_dataset.h"
 #include "metadata/scene_description.h"
 
@@ -65,7 +66,7 @@ int parseThreads(const char* text) {
   return threads;
 }
 
-WriteSettings parseSettings(char** options) {
+WriteSettings parseSettings(CreationOptionList options) {
   WriteSettings settings;
   settings.codecName = CSLFetchNameValueDef(options, "CODEC", "LOSSLESS");
   const char* block = CSLFetchNameValueDef(options, "BLOCKSIZE", "256");
@@ -88,7 +89,7 @@ WriteSettings parseSettings(char** options) {
   settings.resampling = parseResampling(resampling);
   settings.threads = parseThreads(CSLFetchNameValueDef(
       options, "NUM_THREADS", CPLGetConfigOption("GDAL_NUM_THREADS", "ALL_CPUS")));
-  for (char** option = options; option && *option; ++option) {
+  for (CSLConstList option = options; option && *option; ++option) {
     char* key = nullptr;
     const char* value = CPLParseNameValue(*option, &key);
     if (key && value && !kDriverOptions.count(CPLString(key).toupper())) {
@@ -171,9 +172,13 @@ class CancelledByUser : public Error {
   CancelledByUser() : Error("cancelled by the user") {}
 };
 
-void encodeAllLevels(GDALDataset& source, ContainerWriter& writer, const Codec& codec,
-                     const WriteSettings& settings, GDALProgressFunc progress,
-                     void* progressData) {
+// Codes every tile of every level; returns the summary of the full-resolution level's
+// auxiliary raster when `summarise` (tile by tile, in file order: the same for any
+// thread count).
+AuxiliarySummary encodeAllLevels(GDALDataset& source, ContainerWriter& writer, const Codec& codec,
+                                 const WriteSettings& settings, bool summarise,
+                                 GDALProgressFunc progress, void* progressData) {
+  AuxiliarySummary summary;
   const Header& header = writer.header();
   double totalPixels = 0;
   for (const auto& level : header.levels) totalPixels += double(level.width) * level.height;
@@ -186,24 +191,32 @@ void encodeAllLevels(GDALDataset& source, ContainerWriter& writer, const Codec& 
       readStrip(source, header, level, tileY * header.blockHeight, rows, settings.resampling,
                 strip);
       std::vector<std::vector<uint8_t>> payloads(header.tilesAcross(level));
+      std::vector<AuxiliarySummary> summaries(payloads.size());
       ThreadPool::shared().parallelFor(payloads.size(), settings.threads, [&](size_t tileX) {
         const TileShape shape = header.tileShape(level, int(tileX), tileY);
         const auto tile = cutTile(strip, header, level, rows, shape, int(tileX));
         payloads[tileX] = encodeTilePayload(codec, shape, tile.data(), header.nodata);
+        if (summarise && level == 0) summaries[tileX] = summariseTile(codec, shape, payloads[tileX]);
       });
       for (size_t tileX = 0; tileX < payloads.size(); ++tileX) {
         writer.writeTile(level, int(tileX), tileY, payloads[tileX]);
+        summary.add(summaries[tileX]);
       }
       donePixels += double(size.width) * rows;
       if (!progress(donePixels / totalPixels, nullptr, progressData)) throw CancelledByUser();
     }
   }
+  return summary;
 }
+
+// Room in the header for the auxiliary raster's description and summary, which are
+// known only once every tile is coded.
+constexpr size_t kAuxiliaryHeaderReserve = 4096;
 
 }  // namespace
 
 GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, int /*strict*/,
-                                     char** options, GDALProgressFunc progress,
+                                     CreationOptionList options, GDALProgressFunc progress,
                                      void* progressData) {
   if (!progress) progress = GDALDummyProgress;
   try {
@@ -259,8 +272,13 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     }
     describeScene(*source, header);
 
-    ContainerWriter writer(filename, header);
-    encodeAllLevels(*source, writer, *codec, settings, progress, progressData);
+    ContainerWriter writer(filename, header, auxiliary ? kAuxiliaryHeaderReserve : 0);
+    const AuxiliarySummary summary = encodeAllLevels(*source, writer, *codec, settings,
+                                                     auxiliary.has_value(), progress, progressData);
+    if (auxiliary) {
+      header.auxiliary = storedAuxiliary(*auxiliary, summary);
+      writer.rewriteHeader(header);
+    }
     writer.commit();
   } catch (const CancelledByUser&) {
     CPLError(CE_Failure, CPLE_UserInterrupt, "NSAT: cancelled; %s was not written", filename);

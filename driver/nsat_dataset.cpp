@@ -190,9 +190,15 @@ void NSATDataset::describeStorage() {
                   domain);
   SetMetadataItem("NSAT_COMPRESSION_RATIO", CPLSPrintf("%.3f", rawBits / bits), domain);
 
-  // A learned codec is built here only if it may store an auxiliary raster, whose
-  // description only the codec knows.
-  if (!isLearnedCodecName(header.codecName) || learnedCodecMayStoreAuxiliary(header.codecName)) {
+  // Files store their auxiliary raster's description and summary; for older files
+  // only the codec knows them, so a learned codec is built here if it may have one.
+  AuxiliaryDescription stored;
+  AuxiliarySummary summary;
+  if (readStoredAuxiliary(header, stored, summary)) {
+    auxiliary_ = stored;
+    storedSummary_ = summary;
+  } else if (!isLearnedCodecName(header.codecName) ||
+             learnedCodecMayStoreAuxiliary(header.codecName)) {
     auxiliary_ = codec_->get().auxiliary(header.bands, header.blockWidth);
   }
   if (auxiliary_) {
@@ -207,17 +213,19 @@ void NSATDataset::describeStorage() {
   }
 }
 
-// The auxiliary raster's summary reads every full-resolution tile, so it is made only
-// when the default metadata domain is asked for (gdalinfo does).
+// Files written before the summary was stored need every full-resolution tile read for
+// it, so it is made only when the default metadata domain is asked for (gdalinfo does).
 void NSATDataset::summariseAuxiliaryOnce() {
+  std::lock_guard<std::mutex> lock(auxiliaryMutex_);
   if (!auxiliary_ || auxiliarySummarised_ || level_ != 0) return;
   auxiliarySummarised_ = true;
   try {
-    const AuxiliarySummary summary = summariseAuxiliary(*reader_, codec_->get());
+    const AuxiliarySummary summary =
+        storedSummary_ ? *storedSummary_ : summariseAuxiliary(*reader_, codec_->get());
     if (summary.cells == 0) return;
     const std::string prefix = "NSAT_" + auxiliary_->name;
     const bool dirty = GetPamFlags() & GPF_DIRTY;
-    GDALPamDataset::SetMetadataItem((prefix + "_MEAN").c_str(), CPLSPrintf("%.2f", summary.mean));
+    GDALPamDataset::SetMetadataItem((prefix + "_MEAN").c_str(), CPLSPrintf("%.2f", summary.mean()));
     GDALPamDataset::SetMetadataItem((prefix + "_MIN").c_str(), CPLSPrintf("%.2f", summary.minimum));
     GDALPamDataset::SetMetadataItem((prefix + "_MAX").c_str(), CPLSPrintf("%.2f", summary.maximum));
     if (!dirty) SetPamFlags(GetPamFlags() & ~GPF_DIRTY);
@@ -227,7 +235,7 @@ void NSATDataset::summariseAuxiliaryOnce() {
   }
 }
 
-char** NSATDataset::GetMetadata(const char* domain) {
+MetadataList NSATDataset::GetMetadata(const char* domain) {
   if (domain == nullptr || domain[0] == '\0') summariseAuxiliaryOnce();
   return GDALPamDataset::GetMetadata(domain);
 }

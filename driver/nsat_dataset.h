@@ -12,14 +12,24 @@
 
 #include "codecs/codec.h"
 #include "container/container_file.h"
+#include "driver/nsat_auxiliary.h"
 
 namespace nsat {
 
-// GDAL 3.7 made the band map of IRasterIO const.
+// Driver API types that later GDAL versions made const (built and tested with 3.6 and
+// 3.10; the later guards follow GDAL's headers): the band map of IRasterIO (3.7), the
+// metadata lists and CreateCopy's options (3.13).
 #ifdef BANDMAP_TYPE
 using BandMap = BANDMAP_TYPE;
 #else
 using BandMap = int*;
+#endif
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 13, 0)
+using MetadataList = CSLConstList;
+using CreationOptionList = CSLConstList;
+#else
+using MetadataList = char**;
+using CreationOptionList = char**;
 #endif
 
 // A file's codec, built on first use. Building a learned codec loads LibTorch and the
@@ -46,7 +56,8 @@ class NSATDataset final : public GDALPamDataset {
   static int Identify(GDALOpenInfo* openInfo);
   static GDALDataset* Open(GDALOpenInfo* openInfo);
   static GDALDataset* CreateCopy(const char* filename, GDALDataset* source, int strict,
-                                 char** options, GDALProgressFunc progress, void* progressData);
+                                 CreationOptionList options, GDALProgressFunc progress,
+                                 void* progressData);
 
   NSATDataset(std::shared_ptr<const ContainerReader> reader, std::shared_ptr<const LazyCodec> codec,
               int level, int threads);
@@ -65,7 +76,7 @@ class NSATDataset final : public GDALPamDataset {
   }
   NSATDataset* internalOverview(int i) const { return overviews_[size_t(i)].get(); }
   // The default domain adds the summary of the codec's auxiliary raster, if any.
-  char** GetMetadata(const char* domain = "") override;
+  MetadataList GetMetadata(const char* domain = "") override;
   const char* GetMetadataItem(const char* name, const char* domain = "") override;
 
   // Decodes the tile once and serves every band's block from it.
@@ -103,6 +114,8 @@ class NSATDataset final : public GDALPamDataset {
   std::vector<std::unique_ptr<NSATDataset>> overviews_;
   bool buildingExternalOverviews_ = false;
   std::optional<AuxiliaryDescription> auxiliary_;
+  std::optional<AuxiliarySummary> storedSummary_;  // from the header
+  std::mutex auxiliaryMutex_;
   bool auxiliarySummarised_ = false;
 
   std::mutex cacheMutex_;

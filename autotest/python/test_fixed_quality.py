@@ -6,6 +6,7 @@ The shipped MULTIRATE models span only ~1.5 dB of PSNR per block between lambda_
 lambda_max, so a block can be out of reach either way; the accuracy tests therefore look
 at the *controllable* blocks, those whose PSNR at lambda_min and at lambda_max brackets
 the target (measured here with two uniform-lambda MULTIRATE encodings)."""
+import os
 import subprocess
 
 import numpy as np
@@ -129,6 +130,22 @@ def test_gdalinfo_reports_block_psnr_and_subdataset(naip):
     stored = stored_psnr(path)
     assert float(dataset.GetMetadataItem("NSAT_BLOCK_PSNR_MIN")) == pytest.approx(
         float(np.nanmin(stored)), abs=0.01)
+
+
+def test_gdalinfo_needs_no_libtorch_and_no_tile_read(naip):
+    """The block PSNR summary and the subdataset come from the header, written at encode
+    time: gdalinfo on a FIXED_QUALITY file loads no LibTorch and reads no tile. The stored
+    mean is the mean of the NSAT_AUX raster."""
+    path = naip["files"]["refined"]
+    code = ("import sys\nfrom osgeo import gdal\nd=gdal.Open(sys.argv[1])\ninfo=gdal.Info(d)\n"
+            "print('NSAT_BLOCK_PSNR_MEAN=' in info, 'NSAT_AUX:' in info,"
+            " 'libtorch' in open('/proc/self/maps').read())")
+    result = subprocess.run(["/usr/bin/python3", "-c", code, str(path)], capture_output=True,
+                            text=True, env=os.environ.copy(), timeout=300)
+    assert result.stdout.split() == ["True", "True", "False"], result.stderr
+    stored = stored_psnr(path)
+    mean = float(gdal.Open(path).GetMetadataItem("NSAT_BLOCK_PSNR_MEAN"))
+    assert mean == pytest.approx(float(np.nanmean(stored)), abs=0.01)
 
 
 def test_auxiliary_raster_is_georeferenced_on_the_image_grid(naip):
