@@ -125,3 +125,32 @@ def test_every_instruction_set_decodes_the_golden_files_bit_exactly(isa):
                                 timeout=300)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().splitlines()[-1] == GOLDEN_MANIFEST[name]["pixels_md5"], name
+
+
+def test_threads_with_their_own_handles_read_the_serial_pixels(naip_multirate):
+    """Several application threads, each with its own dataset, share the decoder's pool:
+    random windows give the pixels of a serial read."""
+    import random
+    import threading
+    full = gdal.OpenEx(str(naip_multirate), open_options=["NUM_THREADS=1"]).ReadAsArray()
+    failures = []
+
+    def reader(seed):
+        try:
+            rng = random.Random(seed)
+            dataset = gdal.OpenEx(str(naip_multirate), open_options=["NUM_THREADS=2"])
+            for _ in range(6):
+                w, h = rng.randrange(1, 400), rng.randrange(1, 300)
+                x, y = rng.randrange(0, 934 - w), rng.randrange(0, 724 - h)
+                if not np.array_equal(dataset.ReadAsArray(x, y, w, h), full[:, y:y + h, x:x + w]):
+                    failures.append((seed, x, y, w, h))
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append((seed, repr(error)))
+
+    threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
