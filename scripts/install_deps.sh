@@ -12,9 +12,13 @@ PACKAGES=(
   python3-gdal python3-numpy python3-pytest python3-rasterio python3-torch python3-matplotlib
   python3-distributed
 )
-if [[ "${1:-}" == "--with-qgis" ]]; then
-  PACKAGES+=(python3-qgis qgis-providers)
-fi
+for option in "$@"; do
+  case $option in
+    --with-qgis) PACKAGES+=(python3-qgis qgis-providers) ;;
+    --with-fuzz) PACKAGES+=(clang libclang-rt-dev) ;;  # libFuzzer (scripts/fuzz.sh)
+    *) echo "install_deps: unknown option $option" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for package in "${PACKAGES[@]}"; do
