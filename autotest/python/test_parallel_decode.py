@@ -154,3 +154,22 @@ def test_threads_with_their_own_handles_read_the_serial_pixels(naip_multirate):
         thread.join(timeout=300)
     assert not any(thread.is_alive() for thread in threads)
     assert failures == []
+
+
+WARM_START = ROOT / "scripts" / "learned" / "warm_start"
+
+
+@pytest.mark.skipif(not (WARM_START / "multirate-rgb8-v2" / "card.json").exists(),
+                    reason="no in-training model committed")
+def test_fused_multiply_add_models_decode_the_same_on_every_instruction_set(tmp_path):
+    """Models exported now declare fused-multiply-add synthesis: the in-training RGB model
+    (not shipped, loaded from its warm-start folder) gives the same pixels with the scalar
+    std::fma path, AVX2 and AVX-512."""
+    env = {**os.environ, "NSAT_MODELS_DIR": str(WARM_START)}
+    card = json.loads((WARM_START / "multirate-rgb8-v2" / "card.json").read_text())
+    assert card["architecture"]["synthesis_arithmetic"] == "fused-multiply-add"
+    target = translate(data("landsat7_rgb_byte.tif"), tmp_path / "v2.nsat", "MODEL=multirate-rgb8-v2",
+                       "QUALITY=50", "BLOCKSIZE=128", env=env)
+    digests = {isa: pixel_md5(target, {**env, "NSAT_SYNTHESIS_KERNEL": isa})
+               for isa in ("scalar", "avx2", "avx512")}
+    assert len(set(digests.values())) == 1, digests
