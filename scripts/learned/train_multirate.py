@@ -295,6 +295,61 @@ def evaluate(model, dataset, count, lambdas, device, batch=32):
     return points
 
 
+def make_optimisers(model, args):
+    """Adam in three groups: transforms + h_s (--lr), factorised-prior density (--lr-prior)
+    and gain nets (--lr-gain), each group's lr = --lr * its "lr_factor"; plus the aux Adam
+    on the prior's quantiles (--lr-aux). Returns (opt, aux_opt, lr_factors). Also used by
+    gpu_train.py."""
+    prior_params = model.prior_density_parameters()
+    gain_params = list(model.modulation.parameters()) + list(model.demodulation.parameters())
+    special = {id(p) for p in prior_params + gain_params}
+    lr_factors = [1.0, (args.lr_prior / args.lr) if args.lr_prior else 1.0,
+                  (args.lr_gain / args.lr) if args.lr_gain else 1.0]
+    opt = torch.optim.Adam(
+        [{"params": [p for p in model.main_parameters() if id(p) not in special], "lr_factor": lr_factors[0]},
+         {"params": prior_params, "lr_factor": lr_factors[1]},
+         {"params": gain_params, "lr_factor": lr_factors[2]}], lr=args.lr)
+    aux_opt = torch.optim.Adam(model.aux_parameters(), lr=args.lr_aux)
+    return opt, aux_opt, lr_factors
+
+
+def set_lr(opt, args, step):
+    """The lr schedule: --lr until --lr-drop * --steps, then a tenth; returns that lr."""
+    lr = args.lr * (0.1 if step >= args.lr_drop * args.steps else 1.0)
+    for gr in opt.param_groups:
+        gr["lr"] = lr * gr["lr_factor"]
+    return lr
+
+
+def train_step(model, opt, aux_opt, x, mask, lam, clip_grad):
+    """One optimiser step on batch x (mask: nodata weights or None) at lambda lam: the
+    rate-distortion loss, gradient clipping of the main parameters, then the aux step.
+    Returns the (loss, bpp, mse, aux) tensors."""
+    out = model(x, lam)
+    loss, bpp, mse = rate_distortion(out, x, lam, mask)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(model.main_parameters(), clip_grad)
+    opt.step()
+    aux = model.prior.aux_loss()
+    aux_opt.zero_grad(set_to_none=True)
+    aux.backward()
+    aux_opt.step()
+    return loss, bpp, mse, aux
+
+
+def checkpoint_state(config, args, step, model, opt, aux_opt, stream_state, lam_rng, device, init_info):
+    """The resumable checkpoint (CKPT_VERSION): what main() saves and resumes from."""
+    return {"version": CKPT_VERSION, "config": config, "args": vars(args), "step": step,
+            "model": model.state_dict(), "opt": opt.state_dict(),
+            "aux_opt": aux_opt.state_dict(), "stream": stream_state,
+            "lam_rng": lam_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            "init_from_info": init_info}
+
+
 def atomic_save(obj, path):
     tmp = f"{path}.tmp{os.getpid()}"
     torch.save(obj, tmp)
@@ -496,17 +551,7 @@ def main(argv=None):
     train_ds = datasets.make_dataset(args.data, args.bands, "train", cache=args.cache)
     test_ds = datasets.make_dataset(args.data, args.bands, "test")
     model = MultirateCodec(args.bands, args.lambda_min, args.lambda_max).to(device)
-    # Three groups: transforms, factorised-prior density, gain nets (lr = --lr * factor).
-    prior_params = model.prior_density_parameters()
-    gain_params = list(model.modulation.parameters()) + list(model.demodulation.parameters())
-    special = {id(p) for p in prior_params + gain_params}
-    lr_factors = [1.0, (args.lr_prior / args.lr) if args.lr_prior else 1.0,
-                  (args.lr_gain / args.lr) if args.lr_gain else 1.0]
-    opt = torch.optim.Adam(
-        [{"params": [p for p in model.main_parameters() if id(p) not in special], "lr_factor": lr_factors[0]},
-         {"params": prior_params, "lr_factor": lr_factors[1]},
-         {"params": gain_params, "lr_factor": lr_factors[2]}], lr=args.lr)
-    aux_opt = torch.optim.Adam(model.aux_parameters(), lr=args.lr_aux)
+    opt, aux_opt, lr_factors = make_optimisers(model, args)
     holdout = []
     if args.source == "mix":
         stream = datasets.MixedRgbStream(args.data, train_ds, args.batch_size, args.crop, args.seed,
@@ -571,14 +616,8 @@ def main(argv=None):
         if not args.checkpoint:
             return
         os.makedirs(os.path.dirname(os.path.abspath(args.checkpoint)), exist_ok=True)
-        atomic_save({"version": CKPT_VERSION, "config": config, "args": vars(args), "step": step,
-                     "model": model.state_dict(), "opt": opt.state_dict(),
-                     "aux_opt": aux_opt.state_dict(), "stream": stream.state(),
-                     "lam_rng": lam_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                     "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-                     "init_from_info": init_info},
-                    args.checkpoint)
+        atomic_save(checkpoint_state(config, args, step, model, opt, aux_opt, stream.state(),
+                                     lam_rng, device, init_info), args.checkpoint)
 
     stop = {"signal": None}
 
@@ -594,9 +633,7 @@ def main(argv=None):
     t0, images, pixels = time.time(), 0, 0
     model.train()
     while step < args.steps and stop["signal"] is None:
-        lr = args.lr * (0.1 if step >= args.lr_drop * args.steps else 1.0)
-        for gr in opt.param_groups:
-            gr["lr"] = lr * gr["lr_factor"]
+        lr = set_lr(opt, args, step)
         batch = stream.next()
         if isinstance(batch, tuple):
             x = torch.from_numpy(batch[0]).to(device)
@@ -604,17 +641,7 @@ def main(argv=None):
         else:
             x, mask = torch.from_numpy(batch).to(device), None
         lam = float(math.exp(lam_rng.uniform(log_lo, log_hi)))
-        out = model(x, lam)
-        loss, bpp, mse = rate_distortion(out, x, lam, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(model.main_parameters(), args.clip_grad)
-        opt.step()
-        aux = model.prior.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        loss, bpp, mse, aux = train_step(model, opt, aux_opt, x, mask, lam, args.clip_grad)
         step += 1
         images += x.shape[0]
         pixels += x.shape[0] * x.shape[2] * x.shape[3]
