@@ -41,7 +41,6 @@ CPU smoke test: ``--device cpu --minutes 0.2 --batch-size 4 --threads 1``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -152,14 +151,6 @@ def pickle_globals(path):
     return sorted(found)
 
 
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for blk in iter(lambda: f.read(1 << 20), b""):
-            h.update(blk)
-    return h.hexdigest()
-
-
 def join(args):
     parts = sorted(n for n in os.listdir(args.join) if n.startswith("ckpt.pt.part-"))
     if not parts:
@@ -171,7 +162,7 @@ def join(args):
         for n in parts:
             with open(os.path.join(args.join, n), "rb") as f:
                 out.write(f.read())
-    if file_sha256(tmp) != want:
+    if tm.sha256(tmp) != want:
         os.remove(tmp)
         raise SystemExit("joined checkpoint: SHA-256 differs from ckpt.pt.sha256")
     ck = torch_load(tmp)
@@ -358,7 +349,7 @@ def main(argv=None):
             if bad:       # still delivered: the weights are also in model_state.pt
                 print(f"WARNING: checkpoint pickle references {bad}, which torch 1.13 may not load",
                       flush=True)
-            sha = file_sha256(full)
+            sha = tm.sha256(full)
             for n in os.listdir(args.out):
                 if n.startswith("ckpt.pt.part-"):
                     os.remove(os.path.join(args.out, n))
