@@ -16,16 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codecs/error.h"
 #include "codecs/thread_pool.h"
 
 namespace nsat {
-
-// Any failure inside the core (corrupt data, bad option, codec error). The driver
-// turns it into a CPLError at the GDAL boundary; it never escapes to C callers.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 enum class DataType { Byte, UInt16, Int16, UInt32, Int32, Float32, Float64 };
 
@@ -35,8 +29,8 @@ const char* dataTypeName(DataType type);
 DataType dataTypeFromName(const std::string& name);
 bool isFloatingPoint(DataType type);
 
-// Where a tile lies in the image, for codecs that read per-pixel side data (RDIC's
-// ROI_MASK): its level, its corner in that level, the level's size and the image's.
+// Where a tile lies in the image: its level, its corner in that level, the level's size
+// and the image's.
 struct TilePlacement {
   int level = 0;
   int x = 0, y = 0;
@@ -65,9 +59,6 @@ struct ModelRef {
   std::string sha256;
 };
 
-// Creation options addressed to the codec (QUALITY, ZSTD_LEVEL, ...), keys upper-case.
-using CodecOptions = std::map<std::string, std::string>;
-
 // A small raster a codec stores in each tile next to the pixels and that users can
 // read (FIXED_QUALITY: the PSNR each block achieved; RDIC: its region-of-interest
 // mask). The driver shows it as the subdataset NSAT_AUX:<file>.
@@ -77,6 +68,14 @@ struct AuxiliaryDescription {
   std::string unit;         // e.g. "dB"
   int cellSize = 0;         // pixels per cell side; cells start at each tile's corner
   std::vector<std::string> layerNames;  // one band each
+};
+
+// What the driver may hand a codec next to a tile's pixels, read from sources only the
+// driver can open (codecs know no GDAL).
+struct EncodeGuide {
+  // RDIC with ROI_MASK: the user's mask over this tile, width x height bytes, non-zero =
+  // keep (resampled for overview levels); empty otherwise.
+  std::vector<uint8_t> regionOfInterest;
 };
 
 class Codec {
@@ -91,7 +90,11 @@ class Codec {
   virtual std::vector<ModelRef> models() const { return {}; }
 
   // Both calls must be safe to run concurrently on one instance: no mutable state.
-  virtual std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const = 0;
+  virtual std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
+                                      const EncodeGuide& guide) const = 0;
+  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const {
+    return encode(shape, pixels, EncodeGuide());
+  }
   // `pixels` holds shape.byteCount() bytes. Throws nsat::Error on corrupt input.
   // `parallelism`: the threads this one tile may use (the driver gives one thread per
   // tile when it decodes several tiles at once).

@@ -68,7 +68,8 @@ class JpegCodec final : public Codec {
   }
 
   // One stream for 1 or 3 bands; otherwise [u32 band count][u32 size per band][streams].
-  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const override {
+  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
+                              const EncodeGuide&) const override {
     const auto* planes = static_cast<const uint8_t*>(pixels);
     const int count = static_cast<int>(shape.pixelsPerBand());
     if (shape.bands == 1 || shape.bands == 3) {
@@ -213,18 +214,19 @@ CodecDescriptor jpegCodecDescriptor() {
   CodecDescriptor descriptor;
   descriptor.name = "JPEG";
   descriptor.description = "libjpeg-turbo, Byte data (1/3 bands as one image, others per band)";
-  descriptor.optionNames = {"QUALITY", "CHROMA_SUBSAMPLING"};
+  descriptor.options = {
+      integerOptionDeclaration("QUALITY", 1, 100, kDefaultQuality,
+                               "libjpeg's quality scale, 1 smallest, 100 best"),
+      choiceOptionDeclaration("CHROMA_SUBSAMPLING", {"420", "444"}, "420",
+                              "with 3 bands: 4:2:0 is smaller, 4:4:4 keeps colour edges")};
   descriptor.rejectReason = [](DataType type, int) {
     return type == DataType::Byte ? std::string()
                                   : std::string("JPEG codes 8-bit (Byte) data only");
   };
-  descriptor.parametersFromOptions = [](const CodecOptions& options, DataType, int) {
-    const int quality = intOption(options, "QUALITY", kDefaultQuality, 1, 100);
-    const auto found = options.find("CHROMA_SUBSAMPLING");
-    const std::string sampling = found == options.end() ? "420" : found->second;
-    if (sampling != "420" && sampling != "444") {
-      throw Error("CHROMA_SUBSAMPLING=" + sampling + " is invalid: expected 420 or 444");
-    }
+  descriptor.parametersFromOptions = [options = descriptor.options](
+                                         const CodecOptions& given, DataType, int) {
+    const int quality = integerOption(given, declarationOf(options, "QUALITY"));
+    const std::string sampling = choiceOption(given, declarationOf(options, "CHROMA_SUBSAMPLING"));
     return JpegCodec(quality, sampling == "420").parameters();
   };
   descriptor.create = [](const nlohmann::json& params) -> std::unique_ptr<Codec> {

@@ -43,21 +43,66 @@ LoadedModule loadModule() {
 
 }  // namespace
 
-bool isLearnedCodecName(const std::string& upperCaseName) {
-  for (const char* name : {"MULTIRATE", "FIXED_QUALITY", "VQ", "DIFFUSION"}) {
-    if (upperCaseName == name) return true;
+// MODEL is read by three codecs, each with its own default and meaning.
+const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
+  static const std::vector<CodecDeclaration> declarations = [] {
+    CodecDeclaration multirate;
+    multirate.name = "MULTIRATE";
+    multirate.description =
+        "learned multirate codec (scale hyperprior, lambda-modulated latent; one model, every "
+        "rate)";
+    multirate.learned = true;
+    multirate.options = {
+        integerOptionDeclaration(
+            "QUALITY", 1, 100, 75,
+            "log-linear over the model's lambda range, 1 smallest, 100 best"),
+        numberOptionDeclaration(
+            "LAMBDA", "the rate-distortion trade-off itself, inside the model's lambda range "
+                      "(instead of QUALITY)"),
+        numberOptionDeclaration(
+            "TARGET_BPP",
+            "fixed rate in bits per pixel (all bands) per tile: lambda is searched per tile "
+            "(bisection on log lambda) so each payload fits; a tile that cannot get that "
+            "small is coded at the smallest lambda"),
+        textOptionDeclaration("MODEL",
+                              "a folder in models/: multirate-rgb8 (default for Byte), "
+                              "multirate-ms16 (default for UInt16/Int16)")};
+
+    CodecDeclaration fixedQuality;
+    fixedQuality.name = "FIXED_QUALITY";
+    fixedQuality.description =
+        "learned fixed-quality codec: a lambda per block so that every block meets TARGET_PSNR";
+    fixedQuality.learned = true;
+    fixedQuality.mayStoreAuxiliary = true;  // its per-block PSNR
+    fixedQuality.options = {
+        numberOptionDeclaration(
+            "TARGET_PSNR",
+            "PSNR in dB every block should reach; the peak is the data type's (255 for Byte, "
+            "65535 for UInt16/Int16, as in Mijares i Verdu et al. 2024), so 16-bit PSNRs look "
+            "high"),
+        numberOptionDeclaration("TARGET_MSE",
+                                "mean squared error in sample units every block should stay "
+                                "under (instead of TARGET_PSNR)"),
+        choiceOptionDeclaration(
+            "QUALITY_BLOCK", {"16", "32", "64", "GLOBAL"}, "32",
+            "block side in pixels that gets its own lambda; GLOBAL: one lambda per tile. "
+            "BLOCKSIZE must be a multiple of it"),
+        integerOptionDeclaration("REFINE", 0, 8, 2,
+                                 "closed-loop passes that decode, measure each block and "
+                                 "correct its lambda; 0 is the paper's open-loop prediction"),
+        textOptionDeclaration("MODEL",
+                              "the calibration, a folder in models/: fixed-quality-rgb8 "
+                              "(default for Byte), fixed-quality-ms16 (UInt16/Int16)")};
+    return std::vector<CodecDeclaration>{multirate, fixedQuality};
+  }();
+  return declarations;
+}
+
+const CodecDeclaration& learnedCodecDeclaration(const std::string& upperCaseName) {
+  for (const auto& declaration : learnedCodecDeclarations()) {
+    if (declaration.name == upperCaseName) return declaration;
   }
-  return false;
-}
-
-bool learnedCodecMayStoreAuxiliary(const std::string& upperCaseName) {
-  return upperCaseName == "FIXED_QUALITY";  // its per-block PSNR
-}
-
-const std::vector<std::string>& learnedCodecOptionNames() {
-  static const std::vector<std::string> names = {
-      "LAMBDA", "TARGET_BPP", "MODEL", "TARGET_PSNR", "TARGET_MSE", "QUALITY_BLOCK", "REFINE"};
-  return names;
+  throw Error("internal error: " + upperCaseName + " is not a learned codec");
 }
 
 std::string learnedModulePath() {

@@ -1,7 +1,9 @@
-// The learned codecs (MULTIRATE, FIXED_QUALITY, RDIC, VQ, DIFFUSION) link LibTorch,
+// The learned codecs (MULTIRATE, FIXED_QUALITY, and RDIC's classifier) link LibTorch,
 // which would make every GDAL process start 7x slower if the plugin linked it. They
 // live in a separate module, nsat_learned.so, opened with dlopen the first time a
-// file or a creation option names one of them.
+// file or a creation option names one of them. What the plugin must know of them
+// before that (names, options) is declared here, once, and the module uses the same
+// declarations.
 #pragma once
 
 #include <functional>
@@ -14,7 +16,7 @@ namespace nsat {
 
 constexpr const char* kLearnedModuleFile = "nsat_learned.so";
 // Bumped whenever CodecDescriptor or Codec change in a way the module must match.
-constexpr int kLearnedModuleAbi = 4;
+constexpr int kLearnedModuleAbi = 5;
 
 // The relevance of each pixel of an RGB tile under RDIC's land-cover classifier.
 struct ClassifierExplanation {
@@ -44,13 +46,10 @@ struct LearnedModuleExports {
 constexpr const char* kLearnedModuleEntry = "nsat_register_learned_codecs";
 using LearnedModuleEntry = int (*)(int abi, LearnedModuleExports* exports);
 
-// Codec names the module provides, known without loading it.
-bool isLearnedCodecName(const std::string& upperCaseName);
-// Whether files of this learned codec may hold an auxiliary raster (Codec::auxiliary),
-// so that opening one must build the codec to describe it.
-bool learnedCodecMayStoreAuxiliary(const std::string& upperCaseName);
-// Creation options only the learned codecs read, known without loading the module.
-const std::vector<std::string>& learnedCodecOptionNames();
+// The codecs the module provides: names, descriptions and options (no module loaded).
+const std::vector<CodecDeclaration>& learnedCodecDeclarations();
+// The declaration of one of them; throws nsat::Error (internal) for another name.
+const CodecDeclaration& learnedCodecDeclaration(const std::string& upperCaseName);
 
 // Where the module is looked for: $NSAT_LEARNED_MODULE, else next to the library that
 // holds this code (the GDAL plugin folder once installed).

@@ -71,7 +71,8 @@ class LosslessCodec final : public Codec {
     return {{"predictor", "horizontal"}, {"zstd_level", zstdLevel_}};
   }
 
-  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const override {
+  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
+                              const EncodeGuide&) const override {
     switch (dataTypeSize(shape.type)) {
       case 1: return encodeWords<uint8_t>(shape, pixels);
       case 2: return encodeWords<uint16_t>(shape, pixels);
@@ -138,11 +139,13 @@ CodecDescriptor losslessCodecDescriptor() {
   CodecDescriptor descriptor;
   descriptor.name = "LOSSLESS";
   descriptor.description = "bit-exact: delta predictor + zstd, every data type";
-  descriptor.optionNames = {"ZSTD_LEVEL"};
+  descriptor.options = {integerOptionDeclaration(
+      "ZSTD_LEVEL", 1, ZSTD_maxCLevel(), kDefaultZstdLevel,
+      "zstd effort, higher is smaller and slower")};
   descriptor.rejectReason = [](DataType, int) { return std::string(); };
-  descriptor.parametersFromOptions = [](const CodecOptions& options, DataType, int) {
-    const int level = intOption(options, "ZSTD_LEVEL", kDefaultZstdLevel, 1, ZSTD_maxCLevel());
-    return LosslessCodec(level).parameters();
+  descriptor.parametersFromOptions = [options = descriptor.options](
+                                         const CodecOptions& given, DataType, int) {
+    return LosslessCodec(integerOption(given, options[0])).parameters();
   };
   descriptor.create = [](const nlohmann::json& params) -> std::unique_ptr<Codec> {
     const int level = params.value("zstd_level", kDefaultZstdLevel);

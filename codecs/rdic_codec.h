@@ -10,4 +10,8 @@ namespace nsat {
 
 CodecDescriptor rdicCodecDescriptor();
 
+// The creation option naming a user mask raster; the driver opens it (codecs know no
+// GDAL) and passes each tile's window as EncodeGuide::regionOfInterest.
+constexpr const char* kRoiMaskOption = "ROI_MASK";
+
 }  // namespace nsat

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstdlib>
 
 #include "codecs/jpeg_codec.h"
 #include "codecs/learned_module.h"
@@ -20,17 +18,17 @@ std::string upper(std::string text) {
   return text;
 }
 
-std::string joinNames(const std::function<bool(const CodecDescriptor&)>& keep) {
-  std::string names;
-  for (const auto& codec : allCodecs()) {
-    if (!keep(codec)) continue;
-    if (!names.empty()) names += ", ";
-    names += codec.name;
-  }
-  return names;
+void appendName(std::string& names, const std::string& name) {
+  if (!names.empty()) names += ", ";
+  names += name;
 }
 
 }  // namespace
+
+bool CodecDeclaration::readsOption(const std::string& optionName) const {
+  return std::any_of(options.begin(), options.end(),
+                     [&](const OptionDeclaration& option) { return option.name == optionName; });
+}
 
 const std::vector<CodecDescriptor>& allCodecs() {
   static const std::vector<CodecDescriptor> codecs = {
@@ -38,54 +36,57 @@ const std::vector<CodecDescriptor>& allCodecs() {
   return codecs;
 }
 
+const std::vector<CodecDeclaration>& codecCatalogue() {
+  static const std::vector<CodecDeclaration> catalogue = [] {
+    std::vector<CodecDeclaration> all(allCodecs().begin(), allCodecs().end());
+    const auto& learned = learnedCodecDeclarations();
+    all.insert(all.end(), learned.begin(), learned.end());
+    return all;
+  }();
+  return catalogue;
+}
+
+const CodecDeclaration* findCodecDeclaration(const std::string& upperCaseName) {
+  for (const auto& codec : codecCatalogue()) {
+    if (codec.name == upperCaseName) return &codec;
+  }
+  return nullptr;
+}
+
 const CodecDescriptor* findCodec(const std::string& name) {
   const std::string wanted = upper(name);
   for (const auto& codec : allCodecs()) {
     if (codec.name == wanted) return &codec;
   }
-  if (!isLearnedCodecName(wanted)) return nullptr;
+  const CodecDeclaration* declared = findCodecDeclaration(wanted);
+  if (!declared || !declared->learned) return nullptr;
   for (const auto& codec : learnedCodecs()) {  // throws if the module is missing
     if (codec.name == wanted) return &codec;
   }
   throw Error("CODEC=" + wanted + " is not provided by the learned-codec module " +
-              learnedModulePath());
+                  learnedModulePath(),
+              ErrorKind::NotSupported);
 }
 
 std::string codecNames() {
-  return joinNames([](const CodecDescriptor&) { return true; });
+  std::string names;
+  for (const auto& codec : codecCatalogue()) appendName(names, codec.name);
+  return names;
 }
 
 std::string codecNames(DataType type, int bands) {
-  return joinNames(
-      [&](const CodecDescriptor& codec) { return codec.rejectReason(type, bands).empty(); });
-}
-
-int intOption(const CodecOptions& options, const std::string& key, int defaultValue,
-              int minValue, int maxValue) {
-  const auto found = options.find(key);
-  if (found == options.end()) return defaultValue;
-  const char* text = found->second.c_str();
-  char* end = nullptr;
-  errno = 0;
-  const long value = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value < minValue || value > maxValue) {
-    throw Error(key + "=" + found->second + " is invalid: expected an integer from " +
-                std::to_string(minValue) + " to " + std::to_string(maxValue));
+  std::string names;
+  for (const auto& codec : allCodecs()) {
+    if (codec.rejectReason(type, bands).empty()) appendName(names, codec.name);
   }
-  return static_cast<int>(value);
-}
-
-double doubleOption(const CodecOptions& options, const std::string& key, double minValue,
-                    double maxValue) {
-  const std::string& text = options.at(key);
-  char* end = nullptr;
-  errno = 0;
-  const double value = std::strtod(text.c_str(), &end);
-  if (errno != 0 || end == text.c_str() || *end != '\0' || !(value >= minValue && value <= maxValue)) {
-    throw Error(key + "=" + text + " is invalid: expected a number from " +
-                std::to_string(minValue) + " to " + std::to_string(maxValue));
+  try {
+    for (const auto& codec : learnedCodecs()) {
+      if (codec.rejectReason(type, bands).empty()) appendName(names, codec.name);
+    }
+  } catch (const Error&) {
+    // No learned-codec module: only the built-in codecs can be offered.
   }
-  return value;
+  return names;
 }
 
 }  // namespace nsat

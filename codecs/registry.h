@@ -9,14 +9,23 @@
 #include <vector>
 
 #include "codecs/codec.h"
+#include "codecs/options.h"
 
 namespace nsat {
 
-struct CodecDescriptor {
+// What the driver knows of a codec without building it (nor loading the learned-codec
+// module): its name, what it is, and the creation options it reads.
+struct CodecDeclaration {
   std::string name;
   std::string description;
-  // Creation options this codec reads; the driver warns about any other codec option.
-  std::vector<std::string> optionNames;
+  // The driver warns about any codec option the chosen codec does not declare.
+  std::vector<OptionDeclaration> options;
+  bool learned = false;             // provided by nsat_learned.so
+  bool mayStoreAuxiliary = false;   // opening such a file builds the codec to describe it
+  bool readsOption(const std::string& name) const;
+};
+
+struct CodecDescriptor : CodecDeclaration {
   // Empty when the codec accepts tiles of this type and band count, else why not.
   std::function<std::string(DataType, int bands)> rejectReason;
   // Validates user options for an image of this type and band count (already accepted
@@ -31,15 +40,13 @@ struct CodecDescriptor {
 const CodecDescriptor* findCodec(const std::string& name);
 // The built-in codecs (no LibTorch needed).
 const std::vector<CodecDescriptor>& allCodecs();
-// "LOSSLESS, JPEG" or, with a filter, the codecs that accept that type and band count.
+// Every codec that exists, built-in then learned, without loading the module.
+const std::vector<CodecDeclaration>& codecCatalogue();
+// nullptr if no codec of the catalogue has this (upper-case) name.
+const CodecDeclaration* findCodecDeclaration(const std::string& upperCaseName);
+// "LOSSLESS, JPEG, ..." (the catalogue) or, with a filter, the codecs that accept that
+// type and band count (this one loads the module to ask the learned codecs).
 std::string codecNames(DataType type, int bands);
 std::string codecNames();
-
-// Parsing helpers shared by codecs' parametersFromOptions.
-int intOption(const CodecOptions& options, const std::string& key, int defaultValue,
-              int minValue, int maxValue);
-// `key` must be present; throws nsat::Error unless it is a number in [minValue, maxValue].
-double doubleOption(const CodecOptions& options, const std::string& key, double minValue,
-                    double maxValue);
 
 }  // namespace nsat

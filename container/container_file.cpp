@@ -24,13 +24,22 @@ std::vector<uint64_t> firstTileOfEachLevel(const Header& header) {
 
 void readExactly(VSILFILE* file, uint64_t offset, void* buffer, size_t size, const char* what) {
   if (VSIFSeekL(file, offset, SEEK_SET) != 0 || VSIFReadL(buffer, 1, size, file) != size) {
-    throw Error(std::string("file is truncated: cannot read the ") + what);
+    throw Error(std::string("file is truncated or unreadable: cannot read the ") + what,
+                ErrorKind::FileIO);
   }
 }
 
 void writeExactly(VSILFILE* file, const void* data, size_t size) {
   if (size && VSIFWriteL(data, 1, size, file) != size) {
-    throw Error("write failed (disk full or file system error)");
+    throw Error("write failed (disk full or file system error)", ErrorKind::FileIO);
+  }
+}
+
+// A seek first writes out the bytes buffered so far, so on a full disk it is the seek
+// that fails: the user must hear the same as for a failed write.
+void seekForWriting(VSILFILE* file, uint64_t offset) {
+  if (VSIFSeekL(file, offset, SEEK_SET) != 0) {
+    throw Error("write failed (disk full or file system error)", ErrorKind::FileIO);
   }
 }
 
@@ -57,21 +66,22 @@ uint32_t crc32Of(const uint8_t* data, size_t size) {
 std::shared_ptr<ContainerReader> ContainerReader::open(const std::string& path) {
   std::shared_ptr<ContainerReader> reader(new ContainerReader());
   reader->file_ = VSIFOpenL(path.c_str(), "rb");
-  if (!reader->file_) throw Error("cannot open " + path);
+  if (!reader->file_) throw Error("cannot open " + path, ErrorKind::FileIO);
   VSILFILE* file = reader->file_;
 
-  if (VSIFSeekL(file, 0, SEEK_END) != 0) throw Error("cannot seek in " + path);
+  if (VSIFSeekL(file, 0, SEEK_END) != 0) throw Error("cannot seek in " + path, ErrorKind::FileIO);
   const uint64_t fileSize = VSIFTellL(file);
 
   uint8_t preamble[kPreambleSize];
   readExactly(file, 0, preamble, sizeof(preamble), "preamble");
-  if (!hasNsatMagic(preamble, sizeof(preamble))) throw Error(path + " is not an NSAT file");
+  if (!hasNsatMagic(preamble, sizeof(preamble))) throw Error(path + " is not an NSAT file", ErrorKind::OpenFailed);
   const int major = int(getLE(preamble + 8, 2));
   reader->formatMinor_ = int(getLE(preamble + 10, 2));
   if (major != kFormatMajor) {
     throw Error("NSAT format version " + std::to_string(major) + "." +
                 std::to_string(reader->formatMinor_) + " is not supported (this driver reads " +
-                std::to_string(kFormatMajor) + ".x)");
+                    std::to_string(kFormatMajor) + ".x)",
+                ErrorKind::NotSupported);
   }
   const uint32_t headerSize = uint32_t(getLE(preamble + 12, 4));
   const uint32_t headerCrc = uint32_t(getLE(preamble + 16, 4));
@@ -172,7 +182,8 @@ std::vector<std::vector<uint8_t>> ContainerReader::readTiles(
     std::lock_guard<std::mutex> lock(fileMutex_);
     if (!tiles.empty() && VSIFReadMultiRangeL(int(tiles.size()), buffers.data(), offsets.data(),
                                               sizes.data(), file_) != 0) {
-      throw Error("file is truncated: cannot read the tiles of a window");
+      throw Error("file is truncated or unreadable: cannot read the tiles of a window",
+                  ErrorKind::FileIO);
     }
   }
   for (size_t i = 0; i < tiles.size(); ++i) {
@@ -196,7 +207,7 @@ ContainerWriter::ContainerWriter(const std::string& path, Header header, size_t 
   header_.validate();
   std::string json = header_.toJson().dump();
   if (json.size() + headerReserve > kMaxHeaderSize) {
-    throw Error("header exceeds 16 MiB (too much metadata)");
+    throw Error("header exceeds 16 MiB (too much metadata)", ErrorKind::NotSupported);
   }
   json.append(headerReserve, ' ');  // JSON allows trailing white space
   headerSize_ = json.size();
@@ -206,7 +217,7 @@ ContainerWriter::ContainerWriter(const std::string& path, Header header, size_t 
   index_.resize(header_.totalTileCount());
   temporaryPath_ = path + "." + std::to_string(getpid()) + ".partial";
   file_ = VSIFOpenL(temporaryPath_.c_str(), "wb");
-  if (!file_) throw Error("cannot create " + temporaryPath_);
+  if (!file_) throw Error("cannot create " + temporaryPath_, ErrorKind::FileIO);
   indexOffset_ = kPreambleSize + json.size();
   nextOffset_ = indexOffset_ + index_.size() * kIndexEntrySize;
 
@@ -252,9 +263,9 @@ void ContainerWriter::rewriteHeader(const Header& header) {
   json.append(headerSize_ - json.size(), ' ');
   uint8_t crc[4];
   putLE(crc, crc32Of(reinterpret_cast<const uint8_t*>(json.data()), json.size()), 4);
-  if (VSIFSeekL(file_, 16, SEEK_SET) != 0) throw Error("seek failed while writing");
+  seekForWriting(file_, 16);
   writeExactly(file_, crc, sizeof(crc));
-  if (VSIFSeekL(file_, kPreambleSize, SEEK_SET) != 0) throw Error("seek failed while writing");
+  seekForWriting(file_, kPreambleSize);
   writeExactly(file_, json.data(), json.size());
   header_ = header;
 }
@@ -271,19 +282,19 @@ void ContainerWriter::commit() {
   }
   uint8_t indexCrc[4];
   putLE(indexCrc, crc32Of(indexBytes.data(), indexBytes.size()), 4);
-  if (VSIFSeekL(file_, indexOffset_, SEEK_SET) != 0) throw Error("seek failed while writing");
+  seekForWriting(file_, indexOffset_);
   writeExactly(file_, indexBytes.data(), indexBytes.size());
-  if (VSIFSeekL(file_, 20, SEEK_SET) != 0) throw Error("seek failed while writing");
+  seekForWriting(file_, 20);
   writeExactly(file_, indexCrc, sizeof(indexCrc));
   const bool closed = VSIFCloseL(file_) == 0;
   file_ = nullptr;
   if (!closed) {
     VSIUnlink(temporaryPath_.c_str());
-    throw Error("closing " + temporaryPath_ + " failed (disk full?)");
+    throw Error("closing " + temporaryPath_ + " failed (disk full?)", ErrorKind::FileIO);
   }
   if (VSIRename(temporaryPath_.c_str(), path_.c_str()) != 0) {
     VSIUnlink(temporaryPath_.c_str());
-    throw Error("cannot rename " + temporaryPath_ + " to " + path_);
+    throw Error("cannot rename " + temporaryPath_ + " to " + path_, ErrorKind::FileIO);
   }
   temporaryPath_.clear();
 }

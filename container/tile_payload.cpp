@@ -147,7 +147,8 @@ std::vector<std::optional<double>> representableNodata(
 
 std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shape,
                                        const void* pixels,
-                                       const std::vector<std::optional<double>>& declaredNodata) {
+                                       const std::vector<std::optional<double>>& declaredNodata,
+                                       const EncodeGuide& guide) {
   const auto nodata = representableNodata(shape.type, declaredNodata);
   const size_t count = shape.pixelsPerBand();
   std::vector<std::vector<uint8_t>> bitmaps(shape.bands);
@@ -172,7 +173,7 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
   const bool needsMask = anyNodataBand && !codec.isLossless();
   std::vector<uint8_t> out{needsMask ? kFlagMask : uint8_t(0)};
   if (!needsMask) {
-    const auto payload = codec.encode(shape, pixels);
+    const auto payload = codec.encode(shape, pixels, guide);
     out.insert(out.end(), payload.begin(), payload.end());
     return out;
   }
@@ -201,7 +202,7 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
       if (!bitmaps[band].empty()) fillNodata(samples + band * count, bitmaps[band], count);
     }
   });
-  const auto payload = codec.encode(shape, filled.data());
+  const auto payload = codec.encode(shape, filled.data(), guide);
   out.insert(out.end(), payload.begin(), payload.end());
   return out;
 }

@@ -13,7 +13,8 @@ namespace nsat {
 // by their band's mean so that the collar does not cost bits or ring into the image.
 std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shape,
                                        const void* pixels,
-                                       const std::vector<std::optional<double>>& nodata);
+                                       const std::vector<std::optional<double>>& nodata,
+                                       const EncodeGuide& guide = EncodeGuide());
 
 // Restores nodata samples exactly, and moves a valid sample that a lossy codec
 // decoded onto the nodata value off it, so the mask stays right both ways.

@@ -1,5 +1,7 @@
 #include "driver/nsat_auxiliary.h"
 
+#include "driver/nsat_errors.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -126,7 +128,7 @@ CPLErr NSATAuxiliaryDataset::readBlock(int tileX, int tileY, int band, void* ima
                 out + size_t(y) * cellsPerTile_);
     }
   } catch (const std::exception& e) {
-    CPLError(CE_Failure, CPLE_AppDefined, "NSAT: %s: %s", GetDescription(), e.what());
+    reportError(CE_Failure, e, ErrorSite::Read, GetDescription());
     return CE_Failure;
   }
   return CE_None;

@@ -6,6 +6,8 @@
 #include "codecs/learned_module.h"
 #include "codecs/registry.h"
 #include "driver/nsat_auxiliary.h"
+#include "driver/nsat_errors.h"
+#include "driver/nsat_options.h"
 #include "container/tile_payload.h"
 #include "metadata/scene_description.h"
 
@@ -41,7 +43,8 @@ std::shared_ptr<const Codec> codecOf(const Header& header) {
   const CodecDescriptor* descriptor = findCodec(header.codecName);
   if (!descriptor) {
     throw Error("codec '" + header.codecName + "' is not known to this NSAT driver (it knows " +
-                codecNames() + ")");
+                    codecNames() + ")",
+                ErrorKind::NotSupported);
   }
   return descriptor->create(header.codecParameters);
 }
@@ -60,19 +63,6 @@ const Codec& LazyCodec::get() const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!codec_) codec_ = codecOf(reader_->header());
   return *codec_;
-}
-
-int decodeThreadCount(const char* openOption) {
-  if (openOption) {
-    const int threads = parseThreadCount(openOption);
-    if (threads == 0) {
-      throw Error(std::string("NUM_THREADS=") + openOption +
-                  " is invalid: expected a number of threads (1..1024) or ALL_CPUS");
-    }
-    return threads;
-  }
-  const int configured = parseThreadCount(CPLGetConfigOption("GDAL_NUM_THREADS", nullptr));
-  return configured > 0 ? configured : parseThreadCount("ALL_CPUS");
 }
 
 // ---------------------------------------------------------------- dataset
@@ -108,7 +98,8 @@ GDALDataset* openAuxiliary(const char* name) {
   std::shared_ptr<const Codec> codec = codecOf(reader->header());
   const auto description = codec->auxiliary(reader->header().bands, reader->header().blockWidth);
   if (!description) {
-    throw Error("CODEC=" + reader->header().codecName + " stores no auxiliary raster");
+    throw Error("CODEC=" + reader->header().codecName + " stores no auxiliary raster",
+                ErrorKind::NotSupported);
   }
   auto dataset = std::make_unique<NSATAuxiliaryDataset>(reader, codec, *description);
   dataset->SetDescription(name);
@@ -130,21 +121,15 @@ GDALDataset* NSATDataset::Open(GDALOpenInfo* openInfo) {
     if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) {
       return openAuxiliary(openInfo->pszFilename);
     }
-    const char* threadsOption = CSLFetchNameValue(openInfo->papszOpenOptions, "NUM_THREADS");
-    int threads = 0;
-    try {
-      threads = decodeThreadCount(threadsOption);
-    } catch (const Error& e) {
-      CPLError(CE_Failure, CPLE_IllegalArg, "NSAT: %s", e.what());
-      return nullptr;
-    }
+    const int threads =
+        threadCountOption(CSLFetchNameValue(openInfo->papszOpenOptions, "NUM_THREADS"));
     std::shared_ptr<const ContainerReader> reader = ContainerReader::open(openInfo->pszFilename);
     const Header& header = reader->header();
     auto codec = std::make_shared<const LazyCodec>(reader);
     // Built-in codecs are cheap: build them now, so a file with bad codec parameters
     // fails to open. A learned codec waits for the first pixel.
-    const bool learned = isLearnedCodecName(header.codecName);
-    if (!learned) codec->get();
+    const CodecDeclaration* declared = findCodecDeclaration(header.codecName);
+    if (!declared || !declared->learned) codec->get();
 
     auto dataset = std::make_unique<NSATDataset>(reader, codec, 0, threads);
     dataset->SetDescription(openInfo->pszFilename);
@@ -157,8 +142,8 @@ GDALDataset* NSATDataset::Open(GDALOpenInfo* openInfo) {
                                    openInfo->GetSiblingFiles());
     return dataset.release();
   } catch (const std::exception& e) {
-    CPLError(CE_Failure, CPLE_OpenFailed, "NSAT: cannot open %s: %s", openInfo->pszFilename,
-             e.what());
+    reportError(CE_Failure, e, ErrorSite::Open,
+                std::string("cannot open ") + openInfo->pszFilename);
     return nullptr;
   }
 }
@@ -197,8 +182,8 @@ void NSATDataset::describeStorage() {
   if (readStoredAuxiliary(header, stored, summary)) {
     auxiliary_ = stored;
     storedSummary_ = summary;
-  } else if (!isLearnedCodecName(header.codecName) ||
-             learnedCodecMayStoreAuxiliary(header.codecName)) {
+  } else if (const CodecDeclaration* declared = findCodecDeclaration(header.codecName);
+             !declared || !declared->learned || declared->mayStoreAuxiliary) {
     auxiliary_ = codec_->get().auxiliary(header.bands, header.blockWidth);
   }
   if (auxiliary_) {
@@ -230,8 +215,8 @@ void NSATDataset::summariseAuxiliaryOnce() {
     GDALPamDataset::SetMetadataItem((prefix + "_MAX").c_str(), CPLSPrintf("%.2f", summary.maximum));
     if (!dirty) SetPamFlags(GetPamFlags() & ~GPF_DIRTY);
   } catch (const std::exception& e) {
-    CPLError(CE_Warning, CPLE_AppDefined, "NSAT: %s: cannot summarise %s: %s", GetDescription(),
-             auxiliary_->name.c_str(), e.what());
+    reportError(CE_Warning, e, ErrorSite::Read,
+                std::string(GetDescription()) + ": cannot summarise " + auxiliary_->name);
   }
 }
 
@@ -318,7 +303,7 @@ CPLErr NSATDataset::readBlock(int blockX, int blockY, int band, void* image) {
   try {
     tile = decodedTile(blockX, blockY);
   } catch (const std::exception& e) {
-    CPLError(CE_Failure, CPLE_AppDefined, "NSAT: %s: %s", GetDescription(), e.what());
+    reportError(CE_Failure, e, ErrorSite::Read, GetDescription());
     return CE_Failure;
   }
   copyBand(*tile, blockX, blockY, band, image);
@@ -336,7 +321,7 @@ bool NSATDataset::prefetchTiles(const std::vector<std::pair<int, int>>& tiles) {
       decoded[i] = decodePayload(tiles[i].first, tiles[i].second, payloads[i], Parallelism());
     });
   } catch (const std::exception& e) {
-    CPLError(CE_Failure, CPLE_AppDefined, "NSAT: %s: %s", GetDescription(), e.what());
+    reportError(CE_Failure, e, ErrorSite::Read, GetDescription());
     return false;
   }
   for (size_t i = 0; i < tiles.size(); ++i) {

@@ -47,10 +47,6 @@ class LazyCodec {
   mutable std::shared_ptr<const Codec> codec_;
 };
 
-// Threads for decoding one request: the NUM_THREADS open option, else the
-// GDAL_NUM_THREADS configuration option, else every core.
-int decodeThreadCount(const char* openOption);
-
 class NSATDataset final : public GDALPamDataset {
  public:
   static int Identify(GDALOpenInfo* openInfo);

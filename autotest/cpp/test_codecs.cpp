@@ -1,6 +1,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 
 #include <jpeglib.h>
 
@@ -104,6 +105,55 @@ TEST(JpegCodec, RejectsNonByteDataAndBadOptions) {
   EXPECT_THROW(jpeg->parametersFromOptions({{"QUALITY", "high"}}, DataType::Byte, 3), Error);
   EXPECT_THROW(jpeg->create({{"quality", 0}}), Error);
   EXPECT_EQ(codecNames(DataType::Float32, 1), "LOSSLESS");
+}
+
+ErrorKind kindOf(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  ADD_FAILURE() << "expected an nsat::Error";
+  return ErrorKind::Failed;
+}
+
+// The declaration is what the parsers check: strictly, and as InvalidOption.
+TEST(Options, DeclaredBoundsDefaultsAndValuesAreEnforced) {
+  const OptionDeclaration quality = integerOptionDeclaration("QUALITY", 1, 100, 75, "help");
+  EXPECT_EQ(integerOption({}, quality), 75);
+  EXPECT_EQ(integerOption({{"QUALITY", "100"}}, quality), 100);
+  for (const char* bad : {"101", "0", "7.5", "0x10", "75abc", "", " 75", "1e2"}) {
+    EXPECT_EQ(kindOf([&] { integerOption({{"QUALITY", bad}}, quality); }),
+              ErrorKind::InvalidOption)
+        << bad;
+  }
+  const OptionDeclaration block =
+      choiceOptionDeclaration("QUALITY_BLOCK", {"16", "GLOBAL"}, "16", "help");
+  EXPECT_EQ(choiceOption({{"QUALITY_BLOCK", "global"}}, block), "GLOBAL");
+  EXPECT_EQ(choiceOption({}, block), "16");
+  EXPECT_EQ(kindOf([&] { choiceOption({{"QUALITY_BLOCK", "48"}}, block); }),
+            ErrorKind::InvalidOption);
+  const OptionDeclaration lambda = numberOptionDeclaration("LAMBDA", "help");
+  EXPECT_DOUBLE_EQ(numberOption({{"LAMBDA", "0.5"}}, lambda, 0, 1), 0.5);
+  for (const char* bad : {"2", "nan", "inf", "1e999", "0x1p-1", "half"}) {
+    EXPECT_EQ(kindOf([&] { numberOption({{"LAMBDA", bad}}, lambda, 0, 1); }),
+              ErrorKind::InvalidOption)
+        << bad;
+  }
+}
+
+// Only codecs that exist are in the catalogue; each built-in one parses its own options.
+TEST(Options, TheCatalogueHoldsExactlyTheCodecsThatExist) {
+  std::vector<std::string> names;
+  for (const auto& codec : codecCatalogue()) names.push_back(codec.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"LOSSLESS", "JPEG", "RDIC", "MULTIRATE",
+                                             "FIXED_QUALITY"}));
+  EXPECT_EQ(findCodecDeclaration("VQ"), nullptr);
+  EXPECT_EQ(findCodec("DIFFUSION"), nullptr);  // refused without loading the module
+  EXPECT_TRUE(findCodecDeclaration("FIXED_QUALITY")->mayStoreAuxiliary);
+  EXPECT_EQ(kindOf([] { findCodec("jpeg")->parametersFromOptions(
+                            {{"CHROMA_SUBSAMPLING", "422"}}, DataType::Byte, 3); }),
+            ErrorKind::InvalidOption);
 }
 
 // Corrupt payloads raise nsat::Error: never a crash, never silent garbage.

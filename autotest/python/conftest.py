@@ -37,6 +37,44 @@ def run_gdal(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def failures_of(call):
+    """(result of `call`, [(CPLE_* class, message) of every CE_Failure it raised]).
+
+    Exceptions are off while it runs, so that the handler sees every error whatever the
+    GDAL version: a failed block read is reported twice, by the driver and then by GDAL's
+    "IReadBlock failed" wrapper, and the driver's error is the one to check."""
+    failures = []
+
+    def handler(level, number, message):
+        if level == gdal.CE_Failure:
+            failures.append((number, message))
+
+    used_exceptions = gdal.GetUseExceptions()
+    gdal.DontUseExceptions()
+    gdal.PushErrorHandler(handler)
+    try:
+        result = call()
+    finally:
+        gdal.PopErrorHandler()
+        if used_exceptions:
+            gdal.UseExceptions()
+    return result, failures
+
+
+def nsat_failure(failures):
+    """The one (class, message) that the NSAT driver itself reported among `failures`."""
+    ours = [failure for failure in failures if failure[1].startswith("NSAT: ")]
+    assert len(ours) == 1, failures
+    return ours[0]
+
+
+def last_error_after(call):
+    """(CPLE_* class, message) of the last CE_Failure that `call`, which must fail, raised."""
+    _, failures = failures_of(call)
+    assert failures, "the call was expected to fail"
+    return failures[-1]
+
+
 def translate_nsat(source, target, options=(), args=()) -> str:
     """gdal_translate to NSAT with creation options `options` and extra arguments `args`."""
     command = ["gdal_translate", "-q", "-of", "NSAT", *args]

@@ -5,28 +5,7 @@ import shutil
 import pytest
 from osgeo import gdal
 
-from conftest import data, translate_nsat
-
-
-def last_error_after(call):
-    """(CPLE_* number, message) of the CE_Failure that `call` raised."""
-    failures = []
-
-    def handler(level, number, message):
-        if level == gdal.CE_Failure:
-            failures.append((number, message))
-
-    gdal.PushErrorHandler(handler)
-    try:
-        with pytest.raises(RuntimeError) as raised:
-            call()
-        # GDAL >= 3.7's bindings turn the error into the exception without calling the
-        # handler; the last error is still recorded there.
-        if not failures:
-            failures.append((gdal.GetLastErrorNo(), str(raised.value)))
-    finally:
-        gdal.PopErrorHandler()
-    return failures[-1]
+from conftest import data, last_error_after, translate_nsat
 
 
 @pytest.mark.parametrize("value", ["256abc", "", "0x100", "99999999999"])

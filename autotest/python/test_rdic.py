@@ -3,17 +3,18 @@ epsilon-LRP relevance marks are JPEG-coded at ROI_QUALITY, the rest at BG_QUALIT
 mask is readable as the subdataset NSAT_AUX:<file>."""
 import json
 import os
+import pathlib
 import subprocess
 
 import numpy as np
 import pytest
 from osgeo import gdal
 
-from conftest import DATA, ROOT, data, run_gdal, translate_nsat
+from conftest import DATA, ROOT, data, last_error_after, run_gdal, translate_nsat
 
 CELL = 16
 SUBSET = sorted((DATA / "eurosat_rgb_test100").glob("*.jpg"))
-CLASSIFIER = ROOT / "models" / "rdic-classifier-rgb8"
+CLASSIFIER = ROOT / "models" / "rdic-classifier-rgb8-v2"
 # Classifier accuracy lost on the 100-image subset with BG_QUALITY=90 (measured: 3 pp, from
 # 97 % to 94 %; see scripts/results/rdic/report.md for the full test split).
 MAX_ACCURACY_LOSS_PP = 5.0
@@ -54,7 +55,7 @@ def test_round_trip_keeps_size_and_georeferencing(naip):
     assert dataset.GetSpatialRef().IsSame(source.GetSpatialRef())
     assert dataset.GetMetadataItem("NSAT_CODEC", "IMAGE_STRUCTURE") == "RDIC"
     parameters = json.loads(dataset.GetMetadataItem("NSAT_CODEC_PARAMETERS", "IMAGE_STRUCTURE"))
-    assert parameters["model"] == "rdic-classifier-rgb8" and len(parameters["model_sha256"]) == 64
+    assert parameters["model"] == "rdic-classifier-rgb8-v2" and len(parameters["model_sha256"]) == 64
 
 
 def test_mask_is_binary_cells_and_partial(naip):
@@ -106,13 +107,52 @@ def test_user_mask_replaces_relevance(naip, tmp_path):
     assert (cells[:, :13] == 1).all() and (cells[:, 13:] == 0).all()
     parameters = json.loads(gdal.Open(path).GetMetadataItem("NSAT_CODEC_PARAMETERS",
                                                             "IMAGE_STRUCTURE"))
-    assert parameters["roi_mask"] == str(mask_path) and "model" not in parameters
+    # The driver reads the mask (codecs know no GDAL); the user's path stays private.
+    assert parameters["mask"] == "ROI_MASK" and "model" not in parameters
+    assert str(tmp_path) not in pathlib.Path(path).read_bytes().decode("latin-1")
+
+
+def test_a_user_mask_of_another_size_is_an_illegal_argument(naip, tmp_path):
+    mask_path = tmp_path / "small.tif"
+    gdal.GetDriverByName("GTiff").Create(str(mask_path), 100, 100, 1, gdal.GDT_Byte)
+    number, message = last_error_after(lambda: gdal.Translate(
+        str(tmp_path / "bad.nsat"), str(naip["source"]), format="NSAT",
+        creationOptions=["CODEC=RDIC", f"ROI_MASK={mask_path}"]))
+    assert number == gdal.CPLE_IllegalArg and "100x100" in message
+    assert not (tmp_path / "bad.nsat").exists()
 
 
 def test_more_dilation_never_shrinks_the_mask(naip, tmp_path):
     tight = mask_cells(translate(naip["source"], tmp_path / "d0.nsat", "DILATION=0"))
     wide = mask_cells(translate(naip["source"], tmp_path / "d8.nsat", "DILATION=8"))
     assert (wide >= tight).all() and wide.sum() > tight.sum()
+
+
+def test_a_larger_relevance_share_keeps_a_superset_of_cells(naip, tmp_path):
+    """RELEVANCE_SHARE keeps the most relevant cells first: a larger share only adds."""
+    shares = [0.3, 0.6, 0.9]
+    masks = [mask_cells(translate(naip["source"], tmp_path / f"s{s}.nsat", f"RELEVANCE_SHARE={s}"))
+             for s in shares]
+    for smaller, larger in zip(masks, masks[1:]):
+        assert (larger >= smaller).all() and larger.sum() > smaller.sum()
+    assert 0 < masks[0].sum() < masks[-1].sum() < masks[-1].size
+
+
+def test_windowed_relevance_spreads_the_kept_cells_over_the_scene(naip, tmp_path):
+    """RELEVANCE_WINDOW=64 explains each 64 px window for its own class: kept cells fall in
+    more windows of the 512 px NAIP tile than when the tile is explained as one image."""
+    def windows_with_kept_cells(cells):
+        return int((cells.reshape(8, 4, 8, 4).max(axis=(1, 3)) > 0).sum())
+
+    whole = mask_cells(translate(naip["source"], tmp_path / "whole.nsat", "RELEVANCE_SHARE=0.5",
+                                 "BLOCKSIZE=512"))
+    windowed_path = translate(naip["source"], tmp_path / "windowed.nsat", "RELEVANCE_SHARE=0.5",
+                              "BLOCKSIZE=512", "RELEVANCE_WINDOW=64")
+    windowed = mask_cells(windowed_path)
+    assert windows_with_kept_cells(windowed) > windows_with_kept_cells(whole)
+    parameters = json.loads(gdal.Open(windowed_path).GetMetadataItem("NSAT_CODEC_PARAMETERS",
+                                                                     "IMAGE_STRUCTURE"))
+    assert parameters["relevance_window"] == 64 and parameters["relevance_share"] == 0.5
 
 
 def test_decoding_rdic_does_not_load_libtorch(naip):
@@ -129,6 +169,8 @@ def test_decoding_rdic_does_not_load_libtorch(naip):
     ("landsat8_b4_uint16.tif", [], "Codecs that accept UInt16"),
     ("eurosat_rgb_forest.jpg", ["ROI_QUALITY=40", "BG_QUALITY=60"], "BG_QUALITY must not exceed"),
     ("eurosat_rgb_forest.jpg", ["RELEVANCE=SOME"], "RELEVANCE=SOME is invalid"),
+    ("eurosat_rgb_forest.jpg", ["RELEVANCE_SHARE=1.5"], "RELEVANCE_SHARE=1.5 is invalid"),
+    ("eurosat_rgb_forest.jpg", ["RELEVANCE_WINDOW=40"], "RELEVANCE_WINDOW=40 is invalid"),
     ("eurosat_rgb_forest.jpg", ["ROI_MASK=/nonexistent.tif"], "cannot be opened"),
     ("eurosat_rgb_forest.jpg", ["MODEL=rdic-classifier-nonexistent"], "rdic-classifier-nonexistent"),
 ])
@@ -143,19 +185,21 @@ def test_bad_input_fails_clearly(tmp_path, source, extra, message):
     assert not target.exists()
 
 
-def classify(images):
+def classify(images, classifier=CLASSIFIER):
     import torch
-    model = torch.jit.load(str(CLASSIFIER / "classifier.pt"))
+    model = torch.jit.load(str(classifier / "classifier.pt"))
     with torch.no_grad():
         logits = model(torch.from_numpy(np.stack(images).astype(np.float32)))
     return logits.argmax(1).numpy()
 
 
 def test_kept_regions_keep_the_classifier_right(tmp_path):
-    """On 100 EuroSAT test images (10 per class): the relevant cells at q100 make the
-    classifier more often right than the background quality alone, and with a q90
-    background it stays close to the originals. (Measured with the shipped classifier:
-    originals 97 %, JPEG q50 70 %, RDIC defaults 78 %, RDIC BG_QUALITY=90 94 %.)"""
+    """On 100 EuroSAT test images (10 per class): the default classifier, trained with
+    JPEG augmentation, keeps its decisions on a q50 background where the first one did
+    not; the relevant cells at q100 never make it worse than the background quality alone,
+    and with a q90 background it stays close to the originals. (Measured: originals 97 %;
+    JPEG q50 93 %, 70 % with rdic-classifier-rgb8; RDIC defaults 93 %; RDIC BG_QUALITY=90
+    96 %.)"""
     classes = json.loads((CLASSIFIER / "card.json").read_text())["classes"]
     labels = np.array([classes.index(path.name.split("_")[0]) for path in SUBSET])
 
@@ -174,5 +218,9 @@ def test_kept_regions_keep_the_classifier_right(tmp_path):
 
     original = accuracy([pixels(path) for path in SUBSET])
     assert original >= 0.95
-    assert accuracy(decoded("RDIC")) >= accuracy(decoded("JPEG", "QUALITY=50")) + 0.04
+    background_only = decoded("JPEG", "QUALITY=50")
+    first_classifier = np.mean(classify(background_only, ROOT / "models" / "rdic-classifier-rgb8")
+                               == labels)
+    assert accuracy(background_only) >= first_classifier + 0.15
+    assert accuracy(decoded("RDIC")) >= accuracy(background_only)
     assert original - accuracy(decoded("RDIC", "BG_QUALITY=90")) <= MAX_ACCURACY_LOSS_PP / 100

@@ -8,6 +8,7 @@
 #include "codecs/byte_io.h"
 #include "codecs/entropy/rans_coder.h"
 #include "codecs/learned/multirate_engine.h"
+#include "codecs/learned_module.h"
 
 namespace nsat {
 
@@ -17,9 +18,6 @@ constexpr const char* kRgbCalibration = "fixed-quality-rgb8";
 constexpr const char* kSingleBandCalibration = "fixed-quality-ms16";
 constexpr uint8_t kPayloadVersion = 1;
 constexpr int kLevels = 256;          // the 8-bit lambda map
-constexpr int kDefaultBlock = 32;
-constexpr int kDefaultRefine = 2;
-constexpr int kMaxRefine = 8;
 constexpr double kPsnrStep = 0.1;     // the stored achieved-PSNR map's unit, dB
 constexpr double kMaxStoredPsnr = 150;  // lossless blocks (MSE 0) are stored as this
 
@@ -148,7 +146,8 @@ class FixedQualityCodec final : public Codec {
   // Payload: version byte, then per band group: [i32 offset, u8 shift for 16-bit
   // models], u8 table of the lambda-map residuals, u8 table of the PSNR-map residuals,
   // u32 stream length, and one rANS stream: lambda map, achieved-PSNR map, z, y.
-  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const override {
+  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
+                              const EncodeGuide&) const override {
     if (alpha_ <= 0) throw Error("FIXED_QUALITY: this codec instance only decodes");
     buildEncoderTables();
     engine_.checkShape(shape);
@@ -439,6 +438,7 @@ class FixedQualityCodec final : public Codec {
 };
 
 nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type, int) {
+  const auto& declared = learnedCodecDeclaration("FIXED_QUALITY").options;
   const auto modelOption = options.find("MODEL");
   const std::string calibrationId =
       modelOption == options.end() ? defaultCalibration(type) : modelOption->second;
@@ -446,14 +446,16 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
   const auto model = loadMultirateModel(calibration.baseModel, calibration.baseModelSha256);
   if (model->codesBytes() != (type == DataType::Byte)) {
     throw Error("MODEL=" + calibrationId + " codes " + (model->codesBytes() ? "Byte" : "UInt16/Int16") +
-                " images, not " + dataTypeName(type) + " (the default for " + dataTypeName(type) +
-                " is " + defaultCalibration(type) + ")");
+                    " images, not " + dataTypeName(type) + " (the default for " +
+                    dataTypeName(type) + " is " + defaultCalibration(type) + ")",
+                ErrorKind::InvalidOption);
   }
   const double peak = psnrPeak(type);
   const bool byPsnr = options.count("TARGET_PSNR") > 0, byMse = options.count("TARGET_MSE") > 0;
   if (byPsnr == byMse) {
     throw Error("FIXED_QUALITY needs exactly one of TARGET_PSNR (dB, peak " +
-                std::to_string(int(peak)) + ") and TARGET_MSE");
+                    std::to_string(int(peak)) + ") and TARGET_MSE",
+                ErrorKind::InvalidOption);
   }
   double targetMse;
   nlohmann::json parameters = {{"model", calibration.folder.id},
@@ -464,28 +466,17 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
                                {"payload_version", kPayloadVersion},
                                {"psnr_peak", peak}};
   if (byPsnr) {
-    const double psnr = doubleOption(options, "TARGET_PSNR", 1.0, 140.0);
+    const double psnr = numberOption(options, declarationOf(declared, "TARGET_PSNR"), 1.0, 140.0);
     parameters["target_psnr"] = psnr;
     targetMse = peak * peak / std::pow(10.0, psnr / 10.0);
   } else {
-    targetMse = doubleOption(options, "TARGET_MSE", 1e-6, peak * peak);
+    targetMse = numberOption(options, declarationOf(declared, "TARGET_MSE"), 1e-6, peak * peak);
   }
   parameters["target_mse"] = targetMse;
 
-  const auto blockOption = options.find("QUALITY_BLOCK");
-  int block = kDefaultBlock;
-  if (blockOption != options.end()) {
-    const std::string& text = blockOption->second;
-    if (text == "GLOBAL" || text == "global") {
-      block = 0;
-    } else if (text == "16" || text == "32" || text == "64") {
-      block = std::stoi(text);
-    } else {
-      throw Error("QUALITY_BLOCK=" + text + " is invalid: expected 16, 32, 64 or GLOBAL");
-    }
-  }
-  parameters["quality_block"] = block;
-  parameters["refine"] = intOption(options, "REFINE", kDefaultRefine, 0, kMaxRefine);
+  const std::string block = choiceOption(options, declarationOf(declared, "QUALITY_BLOCK"));
+  parameters["quality_block"] = block == "GLOBAL" ? 0 : std::stoi(block);
+  parameters["refine"] = integerOption(options, declarationOf(declared, "REFINE"));
   return parameters;
 }
 
@@ -515,10 +506,7 @@ std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
 
 CodecDescriptor fixedQualityCodecDescriptor() {
   CodecDescriptor descriptor;
-  descriptor.name = "FIXED_QUALITY";
-  descriptor.description =
-      "learned fixed-quality codec: a lambda per block so that every block meets TARGET_PSNR";
-  descriptor.optionNames = {"TARGET_PSNR", "TARGET_MSE", "QUALITY_BLOCK", "REFINE", "MODEL"};
+  static_cast<CodecDeclaration&>(descriptor) = learnedCodecDeclaration("FIXED_QUALITY");
   descriptor.rejectReason = multirateRejectReason;
   descriptor.parametersFromOptions = parametersFromOptions;
   descriptor.create = createCodec;

@@ -72,7 +72,7 @@ std::string sha256File(const std::string& path) {
 
 ModelFolder openModelFolder(const std::string& id) {
   if (id.empty() || id.find('/') != std::string::npos || id[0] == '.') {
-    throw Error("'" + id + "' is not a model name");
+    throw Error("'" + id + "' is not a model name", ErrorKind::InvalidOption);
   }
   ModelFolder model;
   model.id = id;
@@ -84,7 +84,8 @@ ModelFolder openModelFolder(const std::string& id) {
   }
   if (model.path.empty()) {
     throw Error("model " + id + " is not installed (looked in " + searchPathText() +
-                "; set NSAT_MODELS_DIR to the folder that holds it)");
+                    "; set NSAT_MODELS_DIR to the folder that holds it)",
+                ErrorKind::FileIO);
   }
   const std::string cardPath = model.file("card.json");
   model.cardSha256 = sha256File(cardPath);

@@ -6,6 +6,7 @@
 #include "codecs/byte_io.h"
 #include "codecs/entropy/rans_coder.h"
 #include "codecs/learned/multirate_engine.h"
+#include "codecs/learned_module.h"
 
 namespace nsat {
 
@@ -13,7 +14,6 @@ namespace {
 
 constexpr const char* kRgbModel = "multirate-rgb8";
 constexpr const char* kSingleBandModel = "multirate-ms16";
-constexpr int kDefaultQuality = 75;
 constexpr uint8_t kPayloadVersion = 1;
 
 // The model a type is coded with unless MODEL says otherwise.
@@ -42,7 +42,8 @@ class MultirateCodec final : public Codec {
 
   // Payload: version byte, then per band group: lambda (float32), stream length (u32)
   // and the rANS stream of z then y.
-  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels) const override {
+  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
+                              const EncodeGuide&) const override {
     engine_.checkShape(shape);
     const auto groups = engine_.groups(shape);
     std::vector<at::Tensor> latents;  // g_a output per group, before the lambda gain
@@ -152,6 +153,7 @@ class MultirateCodec final : public Codec {
 };
 
 nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type, int) {
+  const auto& declared = learnedCodecDeclaration("MULTIRATE").options;
   const auto modelOption = options.find("MODEL");
   const std::string modelId = modelOption == options.end() ? defaultModel(type)
                                                            : modelOption->second;
@@ -159,24 +161,29 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
   const bool byteModel = model->codesBytes();
   if (byteModel != (type == DataType::Byte)) {
     throw Error("MODEL=" + modelId + " codes " + (byteModel ? "Byte" : "UInt16/Int16") +
-                " images, not " + dataTypeName(type) + " (the default for " +
-                dataTypeName(type) + " is " + defaultModel(type) + ")");
+                    " images, not " + dataTypeName(type) + " (the default for " +
+                    dataTypeName(type) + " is " + defaultModel(type) + ")",
+                ErrorKind::InvalidOption);
   }
   const int given = int(options.count("QUALITY")) + int(options.count("LAMBDA")) +
                     int(options.count("TARGET_BPP"));
-  if (given > 1) throw Error("give only one of QUALITY, LAMBDA and TARGET_BPP");
+  if (given > 1) {
+    throw Error("give only one of QUALITY, LAMBDA and TARGET_BPP", ErrorKind::InvalidOption);
+  }
 
   nlohmann::json parameters = {{"model", model->folder.id},
                                {"model_sha256", model->folder.cardSha256},
                                {"tables", model->tablesFingerprint},
                                {"payload_version", kPayloadVersion}};
   if (options.count("TARGET_BPP")) {
-    parameters["target_bpp"] = doubleOption(options, "TARGET_BPP", 0.001, 64.0);
+    parameters["target_bpp"] =
+        numberOption(options, declarationOf(declared, "TARGET_BPP"), 0.001, 64.0);
   } else if (options.count("LAMBDA")) {
-    parameters["lambda"] = float(doubleOption(options, "LAMBDA", model->lambdaMin * 0.999999,
-                                              model->lambdaMax * 1.000001));
+    parameters["lambda"] =
+        float(numberOption(options, declarationOf(declared, "LAMBDA"),
+                           model->lambdaMin * 0.999999, model->lambdaMax * 1.000001));
   } else {
-    const int quality = intOption(options, "QUALITY", kDefaultQuality, 1, 100);
+    const int quality = integerOption(options, declarationOf(declared, "QUALITY"));
     parameters["quality"] = quality;
     parameters["lambda"] = lambdaForQuality(*model, quality);
   }
@@ -196,10 +203,7 @@ std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
 
 CodecDescriptor multirateCodecDescriptor() {
   CodecDescriptor descriptor;
-  descriptor.name = "MULTIRATE";
-  descriptor.description =
-      "learned multirate codec (scale hyperprior, lambda-modulated latent; one model, every rate)";
-  descriptor.optionNames = {"QUALITY", "LAMBDA", "TARGET_BPP", "MODEL"};
+  static_cast<CodecDeclaration&>(descriptor) = learnedCodecDeclaration("MULTIRATE");
   descriptor.rejectReason = multirateRejectReason;
   descriptor.parametersFromOptions = parametersFromOptions;
   descriptor.create = createCodec;

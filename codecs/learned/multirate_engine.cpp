@@ -92,11 +92,12 @@ MultirateEngine::MultirateEngine(std::shared_ptr<const MultirateModel> model,
 
 void MultirateEngine::checkShape(const TileShape& shape) const {
   const std::string rejected = multirateRejectReason(shape.type, shape.bands);
-  if (!rejected.empty()) throw Error(codecName_ + ": " + rejected);
+  if (!rejected.empty()) throw Error(codecName_ + ": " + rejected, ErrorKind::NotSupported);
   const bool byteModel = model_->codesBytes();
   if (byteModel != (shape.type == DataType::Byte)) {
     throw Error(codecName_ + " model " + model_->folder.id + " codes " +
-                (byteModel ? "Byte" : "16-bit") + " images, not " + dataTypeName(shape.type));
+                    (byteModel ? "Byte" : "16-bit") + " images, not " + dataTypeName(shape.type),
+                ErrorKind::NotSupported);
   }
 }
 

@@ -22,6 +22,7 @@ Usage (seeded; resumes from --checkpoint if present; exports TorchScript and a c
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
@@ -63,6 +65,9 @@ class LandCoverClassifier(nn.Module):
     def folded(self) -> "LandCoverClassifier":
         """The same function with every BatchNorm folded into the conv before it."""
         out = LandCoverClassifier(self.classifier.out_features, batch_norm=False)
+        if not any(isinstance(m, nn.BatchNorm2d) for m in self.features):
+            out.load_state_dict(self.state_dict())  # trained without BatchNorm already
+            return out.eval()
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         norms = [m for m in self.features if isinstance(m, nn.BatchNorm2d)]
         targets = [m for m in out.features if isinstance(m, nn.Conv2d)]
@@ -79,6 +84,33 @@ class LandCoverClassifier(nn.Module):
         return self.classifier(h.mean(dim=(2, 3)))
 
 
+class MaxPoolClassifier(nn.Module):
+    """A second land-cover classifier of another design, for benchmarks only (issue 19:
+    a gain measured with one network must hold for another): three stages of two
+    conv-BatchNorm-ReLU and a 2x2 max pool, global average pool, dropout, linear. Not
+    built for LRP; exported as it is (BatchNorm kept, eval mode)."""
+
+    def __init__(self, classes: int = len(CLASSES)):
+        super().__init__()
+        layers, cin = [], 3
+        for cout in (32, 64, 128):
+            for _ in range(2):
+                layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                           nn.ReLU()]
+                cin = cout
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(0.3)
+        self.classifier = nn.Linear(cin, classes)
+
+    def folded(self) -> "MaxPoolClassifier":
+        return self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x * (1.0 / 255.0))
+        return self.classifier(self.dropout(h.mean(dim=(2, 3))))
+
+
 def load_split(data: str, split: str):
     ds = datasets.EuroSatRgb(data, split)
     images = np.stack([ds.raw(i) for i in range(len(ds))])
@@ -86,14 +118,29 @@ def load_split(data: str, split: str):
     return images, labels
 
 
-def augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
+    """img: (3, H, W) uint8 -> the same image after a JPEG encode and decode (4:2:0)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(buf, "JPEG",
+                                                                         quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).transpose(2, 0, 1)
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator, jpeg_share: float = 0.0,
+                  jpeg_qualities: tuple = (30, 100)) -> np.ndarray:
+    """Flips and turns; with probability `jpeg_share` each image is also JPEG-coded at a
+    quality drawn uniformly from `jpeg_qualities`, so that the classifier (and its
+    relevance) holds up on the coarsely coded background RDIC produces."""
     out = np.empty_like(images)
     for i, img in enumerate(images):
         if rng.random() < 0.5:
             img = img[:, :, ::-1]
         if rng.random() < 0.5:
             img = img[:, ::-1, :]
-        out[i] = np.rot90(img, int(rng.integers(0, 4)), axes=(1, 2))
+        img = np.rot90(img, int(rng.integers(0, 4)), axes=(1, 2))
+        if jpeg_share > 0 and rng.random() < jpeg_share:
+            img = jpeg_round_trip(img, int(rng.integers(jpeg_qualities[0], jpeg_qualities[1] + 1)))
+        out[i] = img
     return out
 
 
@@ -114,6 +161,22 @@ def export(model, args, out_dir, epoch, accuracies):
     scripted = torch.jit.script(model)
     path = os.path.join(out_dir, "classifier.pt")
     scripted.save(path)
+    if isinstance(model, MaxPoolClassifier):
+        card = {"id": os.path.basename(os.path.normpath(out_dir)),
+                "role": "benchmark only: a second EuroSAT land-cover classifier of another "
+                        "architecture (scripts/bench_rdic.py); no codec uses it",
+                "classes": CLASSES,
+                "architecture": "3 x (2 x conv3x3-BN-ReLU, maxpool 2), GAP, dropout 0.3, linear",
+                "input": "raw 8-bit RGB as float32 (B, 3, H, W), H, W multiples of 8",
+                "data": {"train": "EuroSAT RGB train split", "augmentation": "flips and "
+                         "90-degree turns only (a user's ordinary model, not compression-aware)"},
+                "training": {"epochs": epoch, "batch_size": args.batch_size, "lr": args.lr,
+                             "seed": args.seed, "threads": args.threads},
+                "accuracy": accuracies, "files": {"classifier.pt": sha256(path)},
+                "software": {"torch": torch.__version__, "python": platform.python_version()}}
+        with open(os.path.join(out_dir, "card.json"), "w", encoding="utf-8") as f:
+            json.dump(card, f, indent=1)
+        return card
     card = {
         "id": os.path.basename(os.path.normpath(out_dir)),
         "codec": "RDIC",
@@ -133,7 +196,11 @@ def export(model, args, out_dir, epoch, accuracies):
         },
         "data": {"train": "EuroSAT RGB train split (eurosat_rgb_splits.csv, 18,900 images)",
                  "model_selection": "best valid-split accuracy",
-                 "augmentation": "flips and 90-degree turns"},
+                 "augmentation": "flips and 90-degree turns" + (
+                     f"; JPEG round trip (PIL, 4:2:0) at a uniform quality "
+                     f"{args.jpeg_quality[0]}..{args.jpeg_quality[1]} for a share "
+                     f"{args.jpeg_share} of the images" if args.jpeg_share > 0 else ""),
+                 "initialised_from": args.init_from},
         "training": {"epochs": epoch, "batch_size": args.batch_size, "optimizer": "AdamW",
                      "lr": args.lr, "schedule": "one-cycle cosine", "weight_decay": args.weight_decay,
                      "seed": args.seed, "threads": args.threads},
@@ -159,6 +226,14 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--log", default=None)
     p.add_argument("--export", default=None, metavar="DIR")
+    p.add_argument("--jpeg-share", type=float, default=0.0,
+                   help="share of training images JPEG-coded (compression augmentation)")
+    p.add_argument("--jpeg-quality", type=int, nargs=2, default=(30, 100), metavar=("MIN", "MAX"))
+    p.add_argument("--architecture", choices=("lrp", "maxpool"), default="lrp",
+                   help="lrp: RDIC's analysis model; maxpool: the benchmark's second classifier")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="fine-tune a shipped classifier (its folded weights; trains without "
+                        "BatchNorm)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -171,7 +246,15 @@ def main(argv=None):
     print(f"loaded {len(train_x)}/{len(valid_x)}/{len(test_x)} images in {time.time() - t0:.0f} s",
           flush=True)
 
-    model = LandCoverClassifier()
+    if args.init_from:
+        # The shipped network is already folded: fine-tune it as it is, without BatchNorm.
+        model = LandCoverClassifier(batch_norm=False)
+        shipped = torch.jit.load(os.path.join(args.init_from, "classifier.pt"))
+        model.load_state_dict(shipped.state_dict())
+    elif args.architecture == "maxpool":
+        model = MaxPoolClassifier()
+    else:
+        model = LandCoverClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = len(train_x) // args.batch_size
     total = steps_per_epoch * args.epochs
@@ -195,7 +278,8 @@ def main(argv=None):
         t_epoch, loss_sum = time.time(), 0.0
         for step in range(steps_per_epoch):
             idx = order[step * args.batch_size:(step + 1) * args.batch_size]
-            x = torch.from_numpy(augment_batch(train_x[idx], rng).astype(np.float32))
+            x = torch.from_numpy(augment_batch(train_x[idx], rng, args.jpeg_share,
+                                               tuple(args.jpeg_quality)).astype(np.float32))
             y = torch.from_numpy(train_y[idx])
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
