@@ -70,10 +70,11 @@ WriteSettings parseSettings(CreationOptionList options) {
   settings.encoding.resampling = resamplingAlgorithm(choiceOption(given, option("OVERVIEW_RESAMPLING")));
   settings.encoding.threads = threadCountOption(
       given.count("NUM_THREADS") ? given["NUM_THREADS"].c_str() : nullptr);
-  for (const auto& [key, value] : given) {
+  for (const auto& entry : given) {  // not a structured binding: clang 14 cannot capture one
+    const std::string& key = entry.first;
     const bool driverOption = std::any_of(declared.begin(), declared.end(),
                                           [&](const OptionDeclaration& o) { return o.name == key; });
-    if (!driverOption) settings.codecOptions[key] = value;
+    if (!driverOption) settings.codecOptions[key] = entry.second;
   }
   return settings;
 }
