@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <strings.h>
 
@@ -10,13 +11,13 @@
 
 namespace nsat {
 
-namespace {
-
-std::string numberText(double value) {
+std::string optionNumberText(double value) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.15g", value);
   return text;
 }
+
+namespace {
 
 Error invalidValue(const std::string& name, const std::string& value, const std::string& expected) {
   return Error(name + "=" + value + " is invalid: expected " + expected, ErrorKind::InvalidOption);
@@ -100,7 +101,7 @@ int integerOption(const CodecOptions& options, const OptionDeclaration& declarat
   const double maximum = declaration.maximum.value_or(2147483647.0);
   if (!parseInteger(text, value) || double(value) < minimum || double(value) > maximum) {
     throw invalidValue(declaration.name, text,
-                       "an integer from " + numberText(minimum) + " to " + numberText(maximum));
+                       "an integer from " + optionNumberText(minimum) + " to " + optionNumberText(maximum));
   }
   return int(value);
 }
@@ -111,7 +112,7 @@ double numberOption(const CodecOptions& options, const OptionDeclaration& declar
   double value = 0;
   if (!parseNumber(text, value) || !(value >= minimum && value <= maximum)) {
     throw invalidValue(declaration.name, text,
-                       "a number from " + numberText(minimum) + " to " + numberText(maximum));
+                       "a number from " + optionNumberText(minimum) + " to " + optionNumberText(maximum));
   }
   return value;
 }

@@ -32,6 +32,9 @@ OptionDeclaration choiceOptionDeclaration(std::string name, std::vector<std::str
 OptionDeclaration textOptionDeclaration(std::string name, std::string help,
                                         std::string defaultValue = "");
 
+// A bound or default as the user reads it: "100", "0.5" (no trailing zeros).
+std::string optionNumberText(double value);
+
 // The declaration of `name` in `options`; throws nsat::Error (internal) if absent.
 const OptionDeclaration& declarationOf(const std::vector<OptionDeclaration>& options,
                                        const std::string& name);

@@ -33,8 +33,6 @@ const char* xmlType(OptionDeclaration::Type type) {
   return "string";
 }
 
-std::string numberText(double value) { return CPLSPrintf("%.15g", value); }
-
 // One <Option>: `declaration` gives the name, type, range and values; `description`
 // and `defaultValue` may merge several codecs' declarations.
 std::string optionXml(const OptionDeclaration& declaration, const std::string& description,
@@ -42,8 +40,8 @@ std::string optionXml(const OptionDeclaration& declaration, const std::string& d
   // Double quotes: CPLES_XML escapes them, and help texts contain apostrophes.
   std::string xml = "<Option name=\"" + declaration.name + "\" type=\"" +
                     xmlType(declaration.type) + "\"";
-  if (sameRange && declaration.minimum) xml += " min=\"" + numberText(*declaration.minimum) + "\"";
-  if (sameRange && declaration.maximum) xml += " max=\"" + numberText(*declaration.maximum) + "\"";
+  if (sameRange && declaration.minimum) xml += " min=\"" + optionNumberText(*declaration.minimum) + "\"";
+  if (sameRange && declaration.maximum) xml += " max=\"" + optionNumberText(*declaration.maximum) + "\"";
   if (!defaultValue.empty()) xml += " default=\"" + xmlText(defaultValue) + "\"";
   xml += " description=\"" + xmlText(description) + "\"";
   if (declaration.values.empty()) return xml + "/>";
