@@ -64,9 +64,15 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "fixed rate in bits per pixel (all bands) per tile: lambda is searched per tile "
             "(bisection on log lambda) so each payload fits; a tile that cannot get that "
             "small is coded at the smallest lambda"),
+        choiceOptionDeclaration(
+            "SPECTRAL_TRANSFORM", {"AUTO", "KLT", "NONE"}, "AUTO",
+            "decorrelate the bands of a 16-bit or Float32 stack first: a Karhunen-Loeve "
+            "transform (PCA) per tile, stored in it, whose components the single-band model "
+            "codes at one lambda; AUTO: KLT from 4 bands on"),
         textOptionDeclaration("MODEL",
                               "a folder in models/: multirate-rgb8 (default for Byte), "
-                              "multirate-ms16 (default for UInt16/Int16)")};
+                              "multirate-ms16 (default for UInt16/Int16), multirate-sar-db "
+                              "(default for Float32: Sentinel-1 backscatter in dB)")};
 
     CodecDeclaration fixedQuality;
     fixedQuality.name = "FIXED_QUALITY";

@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 
 #include "autotest/cpp/test_support.h"
+#include "codecs/byte_io.h"
 #include "codecs/learned/integer_hyper_synthesis.h"
+#include "codecs/learned/spectral_transform.h"
 #include "codecs/learned_module.h"
 #include "codecs/registry.h"
 
@@ -205,7 +207,9 @@ TEST(Multirate, WrongOrMissingModelIsRefusedByName) {
 
 TEST(Multirate, RejectsWhatItCannotCode) {
   const CodecDescriptor* descriptor = findCodec("MULTIRATE");
-  EXPECT_NE(descriptor->rejectReason(DataType::Float32, 1), "");
+  EXPECT_EQ(descriptor->rejectReason(DataType::Float32, 1), "");  // SAR backscatter in dB
+  EXPECT_NE(descriptor->rejectReason(DataType::Float64, 1), "");
+  EXPECT_NE(findCodec("FIXED_QUALITY")->rejectReason(DataType::Float32, 1), "");
   EXPECT_EQ(descriptor->rejectReason(DataType::UInt16, 13), "");
   EXPECT_ANY_THROW(descriptor->parametersFromOptions({{"QUALITY", "0"}}, DataType::Byte, 3));
   EXPECT_ANY_THROW(descriptor->parametersFromOptions({{"LAMBDA", "5"}}, DataType::Byte, 3));
@@ -213,6 +217,70 @@ TEST(Multirate, RejectsWhatItCannotCode) {
       descriptor->parametersFromOptions({{"QUALITY", "5"}, {"LAMBDA", "0.01"}}, DataType::Byte, 3));
   EXPECT_ANY_THROW(
       descriptor->parametersFromOptions({{"MODEL", "multirate-ms16"}}, DataType::Byte, 3));
+}
+
+// ---------------------------------------------------------------- spectral transform
+
+std::vector<double> samplesOf(const test::Scene& scene) {
+  const auto* values = reinterpret_cast<const uint16_t*>(scene.pixels.data());
+  return std::vector<double>(values, values + scene.pixels.size() / 2);
+}
+
+// The KLT of a real 13-band EuroSAT MS stack: the inverse of the forward transform, with
+// the components rounded to float32 as the codec codes them, gives back every sample.
+TEST(SpectralTransform, InverseIsExactOnARealStack) {
+  const auto scene = readScene("eurosat_ms_residential.tif", DataType::UInt16, GDT_UInt16, 0, 0, 64, 64);
+  const std::vector<double> samples = samplesOf(scene);
+  const size_t plane = scene.shape.pixelsPerBand();
+  const SpectralTransform transform = fitSpectralTransform(samples, 13, plane);
+  const std::vector<double> components = forwardSpectral(transform, samples, plane);
+  const std::vector<float> stored(components.begin(), components.end());
+  const std::vector<double> back = inverseSpectral(transform, stored.data(), plane);
+  size_t mismatches = 0;
+  for (size_t i = 0; i < samples.size(); ++i) mismatches += std::nearbyint(back[i]) != samples[i];
+  EXPECT_EQ(mismatches, 0u);
+}
+
+// Components are decorrelated and ordered by variance, and the first carries most of it
+// (Sentinel-2 bands are strongly correlated).
+TEST(SpectralTransform, ComponentsAreDecorrelatedAndOrdered) {
+  const auto scene = readScene("eurosat_ms_annualcrop_1601.tif", DataType::UInt16, GDT_UInt16, 0, 0, 64, 64);
+  const std::vector<double> samples = samplesOf(scene);
+  const size_t plane = scene.shape.pixelsPerBand();
+  const SpectralTransform transform = fitSpectralTransform(samples, 13, plane);
+  const std::vector<double> c = forwardSpectral(transform, samples, plane);
+  auto covariance = [&](int i, int j) {
+    double sum = 0;
+    for (size_t p = 0; p < plane; ++p) sum += c[i * plane + p] * c[j * plane + p];
+    return sum / double(plane);
+  };
+  double total = 0;
+  for (int k = 0; k < 13; ++k) total += covariance(k, k);
+  EXPECT_GT(covariance(0, 0) / total, 0.8);
+  for (int i = 0; i < 13; ++i) {
+    if (i > 0) {
+      EXPECT_LE(covariance(i, i), covariance(i - 1, i - 1) * (1 + 1e-9));
+    }
+    for (int j = i + 1; j < 13; ++j) {
+      EXPECT_LT(std::fabs(covariance(i, j)), 1e-6 * total) << i << "," << j;
+    }
+  }
+}
+
+TEST(SpectralTransform, DamagedTransformsAreRefused) {
+  const auto scene = readScene("eurosat_ms_residential.tif", DataType::UInt16, GDT_UInt16, 0, 0, 16, 16);
+  const SpectralTransform transform = fitSpectralTransform(samplesOf(scene), 13, 256);
+  std::vector<uint8_t> bytes;
+  appendSpectralTransform(bytes, transform);
+  ASSERT_EQ(bytes.size(), transform.payloadBytes());
+  ByteReader good(bytes.data(), bytes.size(), "tile");
+  EXPECT_EQ(readSpectralTransform(good, 13, "MULTIRATE").matrix, transform.matrix);
+  std::vector<uint8_t> scaled = bytes;
+  scaled[13 * 4 + 3] ^= 0x40;  // the first weight's exponent
+  ByteReader bad(scaled.data(), scaled.size(), "tile");
+  EXPECT_THROW(readSpectralTransform(bad, 13, "MULTIRATE"), Error);
+  ByteReader shortReader(bytes.data(), bytes.size() - 1, "tile");
+  EXPECT_THROW(readSpectralTransform(shortReader, 13, "MULTIRATE"), Error);
 }
 
 // ---------------------------------------------------------------- RDIC's classifier

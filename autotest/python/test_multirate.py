@@ -133,15 +133,6 @@ def test_four_band_naip(tmp_path):
         assert value > NAIP_Q90_MIN_PSNR_DB, f"band {band + 1}: PSNR {value:.2f} dB"
 
 
-def test_float32_is_refused_naming_the_codecs_that_accept_it(tmp_path):
-    target = tmp_path / "sar.nsat"
-    result = run_gdal("gdal_translate", "-of", "NSAT", "-co", "CODEC=MULTIRATE",
-                      data("s1_grd_vv_db_float32.tif"), target, check=False)
-    assert result.returncode != 0
-    assert "Float32" in result.stderr and "LOSSLESS" in result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_encode_and_decode_do_not_depend_on_threads_or_onednn(tmp_path):
     """Encoded bytes are the same for any thread count; decoded pixels are the same for
     any thread count and with LibTorch's oneDNN kernels disabled."""

@@ -123,8 +123,13 @@ def test_errors_raised_in_the_learned_module_keep_their_class(tmp_path):
     assert number == gdal.CPLE_IllegalArg
     number, message = translate_error(tmp_path, ["CODEC=MULTIRATE", "MODEL=multirate-ms16"])
     assert number == gdal.CPLE_IllegalArg and "multirate-ms16" in message
-    number, message = translate_error(tmp_path, ["CODEC=MULTIRATE"], data("s1_grd_vv_db_float32.tif"))
-    assert number == gdal.CPLE_NotSupported and "Float32" in message
+    float64 = "/vsimem/options_float64.tif"
+    gdal.Translate(float64, data("s1_grd_vv_db_float32.tif"), outputType=gdal.GDT_Float64)
+    try:
+        number, message = translate_error(tmp_path, ["CODEC=MULTIRATE"], float64)
+    finally:
+        gdal.Unlink(float64)
+    assert number == gdal.CPLE_NotSupported and "Float64" in message
     assert list(tmp_path.iterdir()) == []
 
 

@@ -190,7 +190,7 @@ class FixedQualityCodec final : public Codec {
         if (next == levels) break;
         levels = std::move(next);
       }
-      appendGroup(payload, grid, mapping, latent, levels, achieved);
+      appendGroup(payload, shape.type, grid, mapping, latent, levels, achieved);
     }
     return payload;
   }
@@ -345,7 +345,8 @@ class FixedQualityCodec final : public Codec {
     return sum;
   }
 
-  void appendGroup(std::vector<uint8_t>& payload, const BlockGrid& grid, const SampleMapping& mapping, const at::Tensor& latent,
+  void appendGroup(std::vector<uint8_t>& payload, DataType type, const BlockGrid& grid,
+                   const SampleMapping& mapping, const at::Tensor& latent,
                    const std::vector<int32_t>& levels, const std::vector<double>& achievedMse) const {
     std::vector<int32_t> psnrSteps(achievedMse.size());
     for (size_t b = 0; b < achievedMse.size(); ++b) {
@@ -363,10 +364,7 @@ class FixedQualityCodec final : public Codec {
     const std::vector<uint8_t> stream =
         engine_.codeModulatedLatent(modulate(latent, levels, grid), prefix);
 
-    if (engine_.mapsSamples()) {
-      appendU32(payload, uint32_t(mapping.offset));
-      payload.push_back(uint8_t(mapping.shift));
-    }
+    if (engine_.mapsSamples()) appendSampleMapping(payload, type, mapping);
     payload.push_back(levelTable);
     payload.push_back(psnrTable);
     appendU32(payload, uint32_t(stream.size()));
@@ -385,12 +383,7 @@ class FixedQualityCodec final : public Codec {
     ByteReader reader(data + 1, size - 1, "FIXED_QUALITY tile");
     for (const BandGroup& group : engine_.groups(shape)) {
       SampleMapping mapping;
-      if (engine_.mapsSamples()) {
-        mapping = {int32_t(reader.u32()), *reader.bytes(1), kMappedBase};
-        if (mapping.shift > kMaxSampleShift) {
-          throw Error("FIXED_QUALITY tile has a bad sample mapping");
-        }
-      }
+      if (engine_.mapsSamples()) mapping = readSampleMapping(reader, shape.type, "FIXED_QUALITY");
       const uint8_t levelTable = *reader.bytes(1), psnrTable = *reader.bytes(1);
       if (levelTable >= tables.size() || psnrTable >= tables.size()) {
         throw Error("FIXED_QUALITY tile names an unknown side-information table");

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "codecs/byte_io.h"
 #include "codecs/entropy/rans_coder.h"
 #include "codecs/learned/multirate_engine.h"
+#include "codecs/learned/spectral_transform.h"
 #include "codecs/learned_module.h"
 
 namespace nsat {
@@ -14,11 +16,20 @@ namespace {
 
 constexpr const char* kRgbModel = "multirate-rgb8";
 constexpr const char* kSingleBandModel = "multirate-ms16";
-constexpr uint8_t kPayloadVersion = 1;
+constexpr const char* kSarModel = "multirate-sar-db";
+// 1: band groups; 2: a spectral transform, then its components (files with
+// "spectral_transform"). Files without the transform keep writing 1.
+constexpr uint8_t kBandPayloadVersion = 1;
+constexpr uint8_t kSpectralPayloadVersion = 2;
+// SPECTRAL_TRANSFORM=AUTO: from this many bands on (16-bit and Float32 stacks).
+constexpr int kAutoSpectralBands = 4;
+constexpr int kMaxSpectralBands = 255;  // the payload's u8 band count
 
-// The model a type is coded with unless MODEL says otherwise.
+// The model a type is coded with unless MODEL says otherwise: Float32 is taken to be
+// backscatter in dB (Sentinel-1), the one Float32 product the models are trained on.
 std::string defaultModel(DataType type) {
-  return type == DataType::Byte ? kRgbModel : kSingleBandModel;
+  if (type == DataType::Byte) return kRgbModel;
+  return type == DataType::Float32 ? kSarModel : kSingleBandModel;
 }
 
 // QUALITY 1..100 maps log-linearly onto the model's lambda range.
@@ -30,9 +41,11 @@ float lambdaForQuality(const MultirateModel& model, double quality) {
 class MultirateCodec final : public Codec {
  public:
   MultirateCodec(std::shared_ptr<const MultirateModel> model, nlohmann::json parameters)
-      : engine_(std::move(model), "MULTIRATE"), parameters_(std::move(parameters)) {
+      : engine_(std::move(model), "MULTIRATE", /*codesFloat32=*/true),
+        parameters_(std::move(parameters)) {
     if (parameters_.contains("lambda")) lambda_ = parameters_["lambda"].get<float>();
     if (parameters_.contains("target_bpp")) targetBpp_ = parameters_["target_bpp"].get<double>();
+    spectral_ = parameters_.value("spectral_transform", "NONE") == "KLT";
   }
 
   std::string name() const override { return "MULTIRATE"; }
@@ -40,55 +53,128 @@ class MultirateCodec final : public Codec {
   nlohmann::json parameters() const override { return parameters_; }
   std::vector<ModelRef> models() const override { return {engine_.modelRef()}; }
 
-  // Payload: version byte, then per band group: lambda (float32), stream length (u32)
-  // and the rANS stream of z then y.
+  // Payload (FORMAT.md): version byte; with the spectral transform (version 2) the band
+  // count, band means and weights; then per band group (or component): lambda (float32),
+  // the sample mapping (16-bit and Float32), stream length (u32) and the rANS stream of
+  // z then y.
   std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
                               const EncodeGuide&) const override {
     engine_.checkShape(shape);
-    const auto groups = engine_.groups(shape);
-    std::vector<at::Tensor> latents;  // g_a output per group, before the lambda gain
-    std::vector<SampleMapping> mappings;
-    for (const auto& group : groups) {
-      mappings.push_back(engine_.mappingFor(shape, pixels, group));
-      latents.push_back(engine_.analyse(shape, pixels, group, mappings.back()));
+    std::vector<uint8_t> payload{spectral_ ? kSpectralPayloadVersion : kBandPayloadVersion};
+    if (!spectral_) {
+      codeGroups(shape, pixels, /*equalSlope=*/false, payload);
+      return payload;
     }
-
-    float lambda = lambda_;
-    std::vector<std::vector<uint8_t>> streams;
-    if (targetBpp_ > 0) {
-      lambda = searchLambda(latents, shape, streams);
-    } else {
-      for (const auto& latent : latents) streams.push_back(codeLatent(latent, lambda));
-    }
-    std::vector<uint8_t> payload{kPayloadVersion};
-    for (size_t g = 0; g < groups.size(); ++g) {
-      appendFloat32(payload, lambda);
-      if (engine_.mapsSamples()) {
-        appendU32(payload, uint32_t(mappings[g].offset));
-        payload.push_back(uint8_t(mappings[g].shift));
-      }
-      appendU32(payload, uint32_t(streams[g].size()));
-      payload.insert(payload.end(), streams[g].begin(), streams[g].end());
-    }
+    const std::vector<double> samples = tileSamples(shape, pixels);
+    const SpectralTransform transform =
+        fitSpectralTransform(samples, shape.bands, shape.pixelsPerBand());
+    const std::vector<double> components = forwardSpectral(transform, samples, shape.pixelsPerBand());
+    const std::vector<float> componentPixels(components.begin(), components.end());
+    payload.push_back(uint8_t(shape.bands));
+    appendSpectralTransform(payload, transform);
+    codeGroups(componentShape(shape), componentPixels.data(), /*equalSlope=*/true, payload);
     return payload;
   }
 
   void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
               const Parallelism& parallelism) const override {
     engine_.checkShape(shape);
-    if (size < 1 || data[0] != kPayloadVersion) {
+    const uint8_t version = size < 1 ? 0 : data[0];
+    if (version != (spectral_ ? kSpectralPayloadVersion : kBandPayloadVersion)) {
       throw Error("MULTIRATE tile has an unknown payload version");
     }
+    ByteReader reader(data + 1, size - 1, "MULTIRATE tile");
+    if (!spectral_) {
+      decodeGroups(shape, reader, pixels, parallelism);
+    } else {
+      if (*reader.bytes(1) != shape.bands) {
+        throw Error("MULTIRATE tile's spectral transform is for another band count");
+      }
+      const SpectralTransform transform = readSpectralTransform(reader, shape.bands, "MULTIRATE");
+      const TileShape components = componentShape(shape);
+      std::vector<float> componentPixels(components.pixelsPerBand() * components.bands);
+      decodeGroups(components, reader, componentPixels.data(), parallelism);
+      const std::vector<double> samples =
+          inverseSpectral(transform, componentPixels.data(), shape.pixelsPerBand());
+      for (size_t i = 0; i < samples.size(); ++i) storeSample(shape, pixels, i, samples[i]);
+    }
+    if (!reader.atEnd()) throw Error("MULTIRATE tile has trailing bytes");
+  }
+
+ private:
+  // The components of a spectral transform: a Float32 tile of as many bands.
+  static TileShape componentShape(const TileShape& shape) {
+    TileShape components = shape;
+    components.type = DataType::Float32;
+    return components;
+  }
+
+  static std::vector<double> tileSamples(const TileShape& shape, const void* pixels) {
+    std::vector<double> samples(shape.pixelsPerBand() * shape.bands);
+    for (size_t i = 0; i < samples.size(); ++i) samples[i] = sampleAt(shape, pixels, i);
+    return samples;
+  }
+
+  struct CodedGroup {
+    SampleMapping mapping;
+    float lambda;
+    std::vector<uint8_t> stream;
+  };
+
+  // Codes every band group of the tile at one lambda (or the TARGET_BPP search).
+  // `equalSlope` (spectral components): each component keeps its own mapping step, at most
+  // 4^k finer than the coarsest one's, and its lambda is the tile's times 4^(step
+  // difference): an error of one model level weighs 4^shift in sample units, so every
+  // component is coded at the same rate-distortion slope in sample units (a weak
+  // component gets a fine step but a small lambda, never below the model's lambda_min).
+  void codeGroups(const TileShape& shape, const void* pixels, bool equalSlope,
+                  std::vector<uint8_t>& payload) const {
+    const MultirateModel& model = engine_.model();
+    const auto groups = engine_.groups(shape);
+    std::vector<SampleMapping> own;
+    for (const auto& group : groups) own.push_back(engine_.mappingFor(shape, pixels, group));
+    int coarsest = own.front().shift;
+    for (const auto& mapping : own) coarsest = std::max(coarsest, mapping.shift);
+    std::map<std::pair<size_t, int>, at::Tensor> latents;  // g_a output by (group, shift)
+    auto codeAt = [&](float lambda) {
+      std::vector<CodedGroup> coded;
+      for (size_t g = 0; g < groups.size(); ++g) {
+        CodedGroup group{own[g], lambda, {}};
+        if (equalSlope) {
+          const int finerSteps =
+              std::max(0, int(std::floor(std::log(lambda / model.lambdaMin) / std::log(4.0))));
+          group.mapping.shift = std::max(own[g].shift, coarsest - finerSteps);
+          group.lambda = float(std::max(model.lambdaMin,
+                                        std::ldexp(double(lambda), 2 * (group.mapping.shift - coarsest))));
+        }
+        const auto key = std::make_pair(g, group.mapping.shift);
+        auto latent = latents.find(key);
+        if (latent == latents.end()) {
+          latent = latents.emplace(key, engine_.analyse(shape, pixels, groups[g], group.mapping)).first;
+        }
+        group.stream = codeLatent(latent->second, group.lambda);
+        coded.push_back(std::move(group));
+      }
+      return coded;
+    };
+    const std::vector<CodedGroup> coded =
+        targetBpp_ > 0 ? searchLambda(codeAt, shape, payload.size()) : codeAt(lambda_);
+    for (const CodedGroup& group : coded) {
+      appendFloat32(payload, group.lambda);
+      if (engine_.mapsSamples()) appendSampleMapping(payload, shape.type, group.mapping);
+      appendU32(payload, uint32_t(group.stream.size()));
+      payload.insert(payload.end(), group.stream.begin(), group.stream.end());
+    }
+  }
+
+  void decodeGroups(const TileShape& shape, ByteReader& reader, void* pixels,
+                    const Parallelism& parallelism) const {
     const int height = paddedToLatentGrid(shape.height) / kLatentDownsampling;
     const int width = paddedToLatentGrid(shape.width) / kLatentDownsampling;
-    ByteReader reader(data + 1, size - 1, "MULTIRATE tile");
     for (const auto& group : engine_.groups(shape)) {
       const float lambda = reader.float32();
       SampleMapping mapping;
-      if (engine_.mapsSamples()) {
-        mapping = {int32_t(reader.u32()), *reader.bytes(1), kMappedBase};
-        if (mapping.shift > kMaxSampleShift) throw Error("MULTIRATE tile has a bad sample mapping");
-      }
+      if (engine_.mapsSamples()) mapping = readSampleMapping(reader, shape.type, "MULTIRATE");
       const uint32_t length = reader.u32();
       const uint8_t* stream = reader.bytes(length);
       if (!std::isfinite(lambda) || lambda <= 0) throw Error("MULTIRATE tile has a bad lambda");
@@ -98,7 +184,6 @@ class MultirateCodec final : public Codec {
       engine_.reconstruct(shape, group, mapping, engine_.demodulate(y, lambdas), height, width,
                           pixels, parallelism);
     }
-    if (!reader.atEnd()) throw Error("MULTIRATE tile has trailing bytes");
   }
 
  private:
@@ -110,49 +195,43 @@ class MultirateCodec final : public Codec {
 
   // TARGET_BPP: the largest lambda (best quality) whose tile payload fits the target,
   // found by bisection on log(lambda); lambda_min if even that is too large.
-  float searchLambda(const std::vector<at::Tensor>& latents, const TileShape& shape,
-                     std::vector<std::vector<uint8_t>>& streams) const {
+  // `fixedBytes`: what the payload holds before its groups.
+  template <typename CodeAt>
+  std::vector<CodedGroup> searchLambda(const CodeAt& codeAt, const TileShape& shape,
+                                       size_t fixedBytes) const {
     const MultirateModel& model = engine_.model();
     const double budgetBytes = targetBpp_ * shape.pixelsPerBand() / 8.0;
-    auto codeAll = [&](float lambda) {
-      std::vector<std::vector<uint8_t>> coded;
-      size_t bytes = 1;
-      for (const auto& latent : latents) {
-        coded.push_back(codeLatent(latent, lambda));
-        bytes += coded.back().size() + (engine_.mapsSamples() ? 13 : 8);  // group header
-      }
-      return std::make_pair(bytes, coded);
+    const size_t groupHeader = engine_.mapsSamples() ? 13 : 8;
+    auto bytesOf = [&](const std::vector<CodedGroup>& coded) {
+      size_t bytes = fixedBytes;
+      for (const CodedGroup& group : coded) bytes += group.stream.size() + groupHeader;
+      return double(bytes);
     };
     double low = std::log(model.lambdaMin), high = std::log(model.lambdaMax);
-    auto best = codeAll(float(model.lambdaMin));
-    float bestLambda = float(model.lambdaMin);
-    auto top = codeAll(float(model.lambdaMax));
-    if (double(top.first) <= budgetBytes) {
-      streams = std::move(top.second);
-      return float(model.lambdaMax);
-    }
-    for (int iteration = 0; iteration < 10 && double(best.first) <= budgetBytes; ++iteration) {
+    std::vector<CodedGroup> best = codeAt(float(model.lambdaMin));
+    std::vector<CodedGroup> top = codeAt(float(model.lambdaMax));
+    if (bytesOf(top) <= budgetBytes) return top;
+    for (int iteration = 0; iteration < 10 && bytesOf(best) <= budgetBytes; ++iteration) {
       const float middle = float(std::exp(0.5 * (low + high)));
-      auto attempt = codeAll(middle);
-      if (double(attempt.first) <= budgetBytes) {
+      std::vector<CodedGroup> attempt = codeAt(middle);
+      if (bytesOf(attempt) <= budgetBytes) {
         best = std::move(attempt);
-        bestLambda = middle;
         low = std::log(double(middle));
       } else {
         high = std::log(double(middle));
       }
     }
-    streams = std::move(best.second);
-    return bestLambda;
+    return best;
   }
 
   MultirateEngine engine_;
   nlohmann::json parameters_;
   float lambda_ = 0;
   double targetBpp_ = 0;
+  bool spectral_ = false;
 };
 
-nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type, int) {
+nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type, int bands) {
   const auto& declared = learnedCodecDeclaration("MULTIRATE").options;
   const auto modelOption = options.find("MODEL");
   const std::string modelId = modelOption == options.end() ? defaultModel(type)
@@ -160,7 +239,7 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
   const auto model = loadMultirateModel(modelId);
   const bool byteModel = model->codesBytes();
   if (byteModel != (type == DataType::Byte)) {
-    throw Error("MODEL=" + modelId + " codes " + (byteModel ? "Byte" : "UInt16/Int16") +
+    throw Error("MODEL=" + modelId + " codes " + (byteModel ? "Byte" : "UInt16/Int16/Float32") +
                     " images, not " + dataTypeName(type) + " (the default for " +
                     dataTypeName(type) + " is " + defaultModel(type) + ")",
                 ErrorKind::InvalidOption);
@@ -171,10 +250,22 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
     throw Error("give only one of QUALITY, LAMBDA and TARGET_BPP", ErrorKind::InvalidOption);
   }
 
-  nlohmann::json parameters = {{"model", model->folder.id},
-                               {"model_sha256", model->folder.cardSha256},
-                               {"tables", model->tablesFingerprint},
-                               {"payload_version", kPayloadVersion}};
+  const std::string spectral =
+      choiceOption(options, declarationOf(declared, "SPECTRAL_TRANSFORM"));
+  const bool singleBandModel = model->bands == 1;
+  const bool useSpectral = singleBandModel && bands >= 2 && bands <= kMaxSpectralBands &&
+                           (spectral == "KLT" || (spectral == "AUTO" && bands >= kAutoSpectralBands));
+  if (spectral == "KLT" && !useSpectral) {
+    throw Error("SPECTRAL_TRANSFORM=KLT needs 2 to " + std::to_string(kMaxSpectralBands) +
+                    " bands coded by a single-band model (16-bit or Float32 data)",
+                ErrorKind::InvalidOption);
+  }
+  nlohmann::json parameters = {
+      {"model", model->folder.id},
+      {"model_sha256", model->folder.cardSha256},
+      {"tables", model->tablesFingerprint},
+      {"payload_version", useSpectral ? kSpectralPayloadVersion : kBandPayloadVersion}};
+  if (useSpectral) parameters["spectral_transform"] = "KLT";
   if (options.count("TARGET_BPP")) {
     parameters["target_bpp"] =
         numberOption(options, declarationOf(declared, "TARGET_BPP"), 0.001, 64.0);
@@ -192,8 +283,10 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
 
 std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
   try {
-    return std::make_unique<MultirateCodec>(modelOfFile(parameters, "model", kPayloadVersion),
-                                            parameters);
+    const int version = parameters.value("spectral_transform", "NONE") == "KLT"
+                            ? kSpectralPayloadVersion
+                            : kBandPayloadVersion;
+    return std::make_unique<MultirateCodec>(modelOfFile(parameters, "model", version), parameters);
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("MULTIRATE parameters are invalid: ") + e.what());
   }
@@ -204,7 +297,7 @@ std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
 CodecDescriptor multirateCodecDescriptor() {
   CodecDescriptor descriptor;
   static_cast<CodecDeclaration&>(descriptor) = learnedCodecDeclaration("MULTIRATE");
-  descriptor.rejectReason = multirateRejectReason;
+  descriptor.rejectReason = multirateFloatRejectReason;
   descriptor.parametersFromOptions = parametersFromOptions;
   descriptor.create = createCodec;
   return descriptor;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "codecs/byte_io.h"
 #include "codecs/entropy/rans_coder.h"
 
 namespace nsat {
@@ -33,8 +34,43 @@ std::vector<BandGroup> bandGroups(int modelBands, int imageBands) {
 
 std::string multirateRejectReason(DataType type, int) {
   if (type == DataType::Byte || type == DataType::UInt16 || type == DataType::Int16) return "";
-  return std::string("the MULTIRATE models code Byte, UInt16 and Int16 samples, not ") +
+  return std::string("this codec codes Byte, UInt16 and Int16 samples, not ") +
          dataTypeName(type);
+}
+
+std::string multirateFloatRejectReason(DataType type, int bands) {
+  if (type == DataType::Float32) return "";
+  if (multirateRejectReason(type, bands).empty()) return "";
+  return std::string("MULTIRATE codes Byte, UInt16, Int16 and Float32 samples, not ") +
+         dataTypeName(type);
+}
+
+void appendSampleMapping(std::vector<uint8_t>& payload, DataType type,
+                         const SampleMapping& mapping) {
+  if (type == DataType::Float32) {
+    appendFloat32(payload, float(mapping.offset));
+    payload.push_back(uint8_t(int8_t(mapping.shift)));
+  } else {
+    appendU32(payload, uint32_t(int32_t(mapping.offset)));
+    payload.push_back(uint8_t(mapping.shift));
+  }
+}
+
+SampleMapping readSampleMapping(ByteReader& reader, DataType type, const std::string& codec) {
+  SampleMapping mapping;
+  mapping.base = kMappedBase;
+  if (type == DataType::Float32) {
+    mapping.offset = reader.float32();
+    mapping.shift = int8_t(*reader.bytes(1));
+    if (!std::isfinite(mapping.offset) || mapping.shift < kMinFloatShift) {
+      throw Error(codec + " tile has a bad sample mapping");
+    }
+  } else {
+    mapping.offset = int32_t(reader.u32());
+    mapping.shift = *reader.bytes(1);
+    if (mapping.shift > kMaxSampleShift) throw Error(codec + " tile has a bad sample mapping");
+  }
+  return mapping;
 }
 
 float SampleMapping::toModel(double sample) const {
@@ -50,6 +86,7 @@ double sampleAt(const TileShape& shape, const void* pixels, size_t index) {
     case DataType::Byte: return static_cast<const uint8_t*>(pixels)[index];
     case DataType::UInt16: return static_cast<const uint16_t*>(pixels)[index];
     case DataType::Int16: return static_cast<const int16_t*>(pixels)[index];
+    case DataType::Float32: return static_cast<const float*>(pixels)[index];
     default: throw Error("learned codec: unsupported sample type");
   }
 }
@@ -65,6 +102,9 @@ void storeSample(const TileShape& shape, void* pixels, size_t index, double valu
       break;
     case DataType::Int16:
       static_cast<int16_t*>(pixels)[index] = int16_t(std::clamp(rounded, -32768.0, 32767.0));
+      break;
+    case DataType::Float32:  // not rounded: the mapping's own precision
+      static_cast<float*>(pixels)[index] = float(value);
       break;
     default: throw Error("learned codec: unsupported sample type");
   }
@@ -87,11 +127,12 @@ std::shared_ptr<const MultirateModel> modelOfFile(const nlohmann::json& paramete
 }
 
 MultirateEngine::MultirateEngine(std::shared_ptr<const MultirateModel> model,
-                                 std::string codecName)
-    : model_(std::move(model)), codecName_(std::move(codecName)) {}
+                                 std::string codecName, bool codesFloat32)
+    : model_(std::move(model)), codecName_(std::move(codecName)), codesFloat32_(codesFloat32) {}
 
 void MultirateEngine::checkShape(const TileShape& shape) const {
-  const std::string rejected = multirateRejectReason(shape.type, shape.bands);
+  const std::string rejected = codesFloat32_ ? multirateFloatRejectReason(shape.type, shape.bands)
+                                             : multirateRejectReason(shape.type, shape.bands);
   if (!rejected.empty()) throw Error(codecName_ + ": " + rejected, ErrorKind::NotSupported);
   const bool byteModel = model_->codesBytes();
   if (byteModel != (shape.type == DataType::Byte)) {
@@ -110,11 +151,23 @@ SampleMapping MultirateEngine::mappingFor(const TileShape& shape, const void* pi
   double low = sampleAt(shape, pixels, first), high = low;
   for (size_t i = first; i < first + count; ++i) {
     const double value = sampleAt(shape, pixels, i);
+    if (!std::isfinite(value)) {
+      throw Error(codecName_ + " cannot code NaN or infinite samples: give the band a nodata "
+                  "value (NaN nodata is kept exactly by the tile mask)", ErrorKind::NotSupported);
+    }
     low = std::min(low, value);
     high = std::max(high, value);
   }
-  mapping.offset = int32_t(low);
   mapping.base = kMappedBase;
+  if (shape.type == DataType::Float32) {
+    mapping.offset = low;  // a float32 value: stored exactly
+    mapping.shift = kMinFloatShift;
+    while (mapping.shift < kMaxFloatShift && std::ldexp(high - low, -mapping.shift) > kMappedRange) {
+      ++mapping.shift;
+    }
+    return mapping;
+  }
+  mapping.offset = int32_t(low);
   while (mapping.shift < kMaxSampleShift && std::ldexp(high - low, -mapping.shift) > kMappedRange) {
     ++mapping.shift;
   }

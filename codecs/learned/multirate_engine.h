@@ -28,13 +28,16 @@ struct BandGroup {
 };
 std::vector<BandGroup> bandGroups(int modelBands, int imageBands);
 
-// 16-bit groups are mapped into the range the single-band model was trained on
-// (EuroSAT L1C reflectance, a few thousand DN): model value = (sample - offset) / 2^shift
-// + base, with the smallest shift that fits the tile's range into 4096. Powers of two
-// keep the mapping exact; a scene of 12-bit-like DNs (Landsat 8 up to 65535) is then
-// coded at a precision relative to its own range. Byte groups are not mapped.
+// 16-bit and Float32 groups are mapped into the range the single-band model was trained
+// on (EuroSAT L1C reflectance, a few thousand DN): model value = (sample - offset) / 2^shift
+// + base. Integer samples: offset = the tile's minimum, the smallest shift >= 0 that fits
+// the tile's range into 4096; powers of two keep the mapping exact, and a scene of
+// 12-bit-like DNs (Landsat 8 up to 65535) is coded at a precision relative to its own
+// range. Float32 samples (backscatter in dB, spectral components): offset = the tile's
+// minimum (a float32), the smallest shift >= kMinFloatShift (it may be negative: a range
+// of 30 dB is spread over 3840 model levels). Byte groups are not mapped.
 struct SampleMapping {
-  int32_t offset = 0;
+  double offset = 0;
   int shift = 0;
   float base = 0;
 
@@ -42,10 +45,20 @@ struct SampleMapping {
   double fromModel(float value) const;
 };
 constexpr int kMaxSampleShift = 16;
+constexpr int kMinFloatShift = -24;
+constexpr int kMaxFloatShift = 127;
 constexpr float kMappedBase = 256;
 
-// Empty if the MULTIRATE models can code this sample type, else why not.
+// A group's mapping in a payload: integer samples as u32 offset + u8 shift, Float32
+// samples as float32 offset + i8 shift. Readers check the fields (nsat::Error).
+void appendSampleMapping(std::vector<uint8_t>& payload, DataType type,
+                         const SampleMapping& mapping);
+SampleMapping readSampleMapping(class ByteReader& reader, DataType type, const std::string& codec);
+
+// Empty if the MULTIRATE models can code this sample type, else why not. FIXED_QUALITY
+// (PSNR against the type's peak) codes integers only; MULTIRATE codes Float32 too.
 std::string multirateRejectReason(DataType type, int bands);
+std::string multirateFloatRejectReason(DataType type, int bands);
 
 double sampleAt(const TileShape& shape, const void* pixels, size_t index);
 void storeSample(const TileShape& shape, void* pixels, size_t index, double value);
@@ -59,7 +72,9 @@ std::shared_ptr<const MultirateModel> modelOfFile(const nlohmann::json& paramete
 
 class MultirateEngine {
  public:
-  MultirateEngine(std::shared_ptr<const MultirateModel> model, std::string codecName);
+  // `codesFloat32`: the codec takes Float32 tiles (MULTIRATE), not only integers.
+  MultirateEngine(std::shared_ptr<const MultirateModel> model, std::string codecName,
+                  bool codesFloat32 = false);
 
   const MultirateModel& model() const { return *model_; }
   ModelRef modelRef() const { return model_->folder.ref(); }
@@ -102,6 +117,7 @@ class MultirateEngine {
  private:
   std::shared_ptr<const MultirateModel> model_;
   std::string codecName_;
+  bool codesFloat32_;
 };
 
 }  // namespace nsat

@@ -69,6 +69,21 @@ SynthesisArithmetic synthesisArithmetic(const ModelFolder& folder) {
   throw Error("model " + folder.id + ": unknown synthesis_arithmetic '" + name + "'");
 }
 
+// The card's "gain_activation" (and "gain_floor"): "relu" for cards without it.
+GainActivation gainActivation(const ModelFolder& folder) {
+  const auto& architecture = folder.card.at("architecture");
+  const std::string name = architecture.value("gain_activation", "relu");
+  if (name == "relu") return {};
+  if (name == "positive") {
+    const auto floor = architecture.find("gain_floor");
+    if (floor == architecture.end() || !floor->is_number() || !(floor->get<double>() > 0)) {
+      throw Error("model " + folder.id + ": gain_activation positive needs a gain_floor > 0");
+    }
+    return {true, floor->get<float>()};
+  }
+  throw Error("model " + folder.id + ": unknown gain_activation '" + name + "'");
+}
+
 std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
   useUnoptimisedTorchScript();
   auto model = std::make_shared<MultirateModel>();
@@ -98,7 +113,8 @@ std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
   }
   model->hyperAnalysis = loadTorchScript(folder, "hyper_analysis.pt");
   model->synthesis = std::make_unique<SynthesisNetwork>(loadTorchScript(folder, "synthesis.pt"),
-                                                        synthesisArithmetic(folder));
+                                                        synthesisArithmetic(folder),
+                                                        gainActivation(folder));
   model->sampleMax = model->synthesis->outputMax();
   model->hyperSynthesis = std::make_unique<IntegerHyperSynthesis>(
       readJson(folder, "hyper_synthesis_int.json"));

@@ -73,8 +73,9 @@ void forChannelGroups(int channels, const Parallelism& parallelism,
 
 }  // namespace
 
-SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisArithmetic arithmetic)
-    : arithmetic_(arithmetic) {
+SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisArithmetic arithmetic,
+                                   GainActivation gainActivation)
+    : arithmetic_(arithmetic), gainActivation_(gainActivation) {
   Tensors tensors;
   for (const auto& item : module.named_parameters(true)) tensors[item.name] = item.value;
   for (const auto& item : module.named_buffers(true)) tensors[item.name] = item.value;
@@ -123,7 +124,9 @@ SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisAr
             floats(tensors, "demodulation.2.bias", {latentChannels_})};
 }
 
-// lambda / lambda_max -> Dense, ReLU -> Dense, ReLU: the per-channel inverse gain.
+// lambda / lambda_max -> Dense, ReLU -> Dense, ReLU or positive: the per-channel gain.
+// Float32 +, -, * and / only (this file is built without contraction): the same bits on
+// every machine.
 std::vector<float> SynthesisNetwork::demodulationGain(float lambda) const {
   const float normalised = lambda / lambdaMax_;
   std::vector<float> hidden(size_t(gain1_.out));
@@ -134,7 +137,12 @@ std::vector<float> SynthesisNetwork::demodulationGain(float lambda) const {
   for (int o = 0; o < gain2_.out; ++o) {
     float sum = gain2_.bias[o];
     for (int i = 0; i < gain2_.in; ++i) sum = sum + gain2_.weight[size_t(o) * gain2_.in + i] * hidden[i];
-    gain[o] = std::max(0.0f, sum);
+    if (!gainActivation_.positive) {
+      gain[o] = std::max(0.0f, sum);
+    } else {
+      const float floor = gainActivation_.floor;
+      gain[o] = sum >= 0.0f ? sum + floor : floor / (1.0f - sum / floor);
+    }
   }
   return gain;
 }

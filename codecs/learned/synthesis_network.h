@@ -22,11 +22,20 @@ struct Module;
 
 namespace nsat {
 
+// The demodulation net's last activation (the card's "gain_activation"): ReLU for the
+// first models; "positive" (x + floor for x >= 0, floor / (1 - x / floor) below) for
+// models trained since, which cannot cut a channel off.
+struct GainActivation {
+  bool positive = false;
+  float floor = 0;
+};
+
 class SynthesisNetwork {
  public:
   // Reads the weights of an ExportSynthesis TorchScript module (see
   // scripts/learned/multirate_model.py). Throws nsat::Error if its layout differs.
-  SynthesisNetwork(const torch::jit::Module& module, SynthesisArithmetic arithmetic);
+  SynthesisNetwork(const torch::jit::Module& module, SynthesisArithmetic arithmetic,
+                   GainActivation gainActivation = {});
 
   int latentChannels() const { return latentChannels_; }
   int outputBands() const { return outputBands_; }
@@ -70,6 +79,7 @@ class SynthesisNetwork {
   std::vector<InverseGdn> inverseGdns_;  // 3: after the first three shuffles
   Dense gain1_, gain2_;
   SynthesisArithmetic arithmetic_;
+  GainActivation gainActivation_;
   int latentChannels_ = 0, outputBands_ = 0;
   float inputScale_ = 1, lambdaMax_ = 1, outputMax_ = 255;
 };

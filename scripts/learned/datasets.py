@@ -23,6 +23,7 @@ checkpoint, so a resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -456,3 +457,116 @@ def holdout_eval_crops(data: str, crop: int = HOLDOUT_EVAL_CROP,
                             m[None].astype(np.float32)))
                 taken += 1
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Sentinel-1 backscatter in dB (Float32), for --source sar (the multirate-sar-db model)
+#
+# The C++ codec maps each Float32 tile affinely onto the model's input range
+# (codecs/learned/multirate_engine.cpp, SampleMapping): offset = the tile's minimum,
+# exponent e = the smallest integer >= FLOAT_MIN_EXPONENT with (max - min) * 2^-e <= 4096,
+# model value = (v - min) * 2^-e + 256, then * MS_SCALE. ``map_float_window`` is that
+# mapping, applied here to each training window so that the model sees what the codec
+# feeds it. UInt16 GRD amplitude (radar geometry) is turned into dB, 20 log10(DN), DN = 0
+# being the collar; its calibration constant does not matter, the mapping removes offsets.
+# A window is used only when every sample is finite and valid (nodata -99, NaN, DN 0).
+
+SAR_MAPPED_RANGE = 4096.0
+SAR_MAPPED_BASE = 256.0
+FLOAT_MIN_EXPONENT = -24
+SAR_WINDOW = 128           # training windows (mapped as a whole), cropped to --crop
+SAR_TRAIN_STRIDE = 32
+SAR_TEST_WINDOW = 64       # test windows: one 64 px tile each
+# (relative path, band, dB conversion, rows used) - rows: "train" = all but the last quarter
+# of a scene that is split, "test" = that last quarter, "all" = the whole file.
+SAR_SPECS = (
+    ("sar/sen1floods11/Spain_7370579_S1Hand.tif", (1, 2), "db", "split"),
+    ("sar/rio-tiler-pds/iw-vv.tiff", (1,), "amplitude", "train"),
+    ("sar/rio-tiler-pds/iw-vh.tiff", (1,), "amplitude", "train"),
+    ("sar/rio-tiler-pds/s1-vh.tiff", (1,), "amplitude", "train"),
+    ("sar/pyrosar/S1A__IW___A_20150309T173017_VV_grd_mli_geo_norm_db.tif", (1,), "db", "test"),
+)
+SAR_BIGEARTHNET = "sar/bigearthnet"
+SAR_BIGEARTHNET_TEST = 2   # the last two patches (sorted by name) are held out
+
+
+def map_float_window(v: np.ndarray) -> np.ndarray:
+    """The codec's Float32 tile mapping (see above) of one window, as float32 model values."""
+    low, high = float(v.min()), float(v.max())
+    e = FLOAT_MIN_EXPONENT
+    while e < 16 and math.ldexp(high - low, -e) > SAR_MAPPED_RANGE:
+        e += 1
+    return (np.ldexp(v.astype(np.float64) - low, -e) + SAR_MAPPED_BASE).astype(np.float32)
+
+
+def _sar_planes(data: str) -> List[Tuple[str, np.ndarray, np.ndarray, str]]:
+    """(name, dB float64 [H, W], valid [H, W], use) for every SAR plane."""
+    planes = []
+    for rel, bands, kind, use in SAR_SPECS:
+        path = os.path.join(data, rel)
+        if not os.path.exists(path):
+            continue
+        ds = gdal.Open(path, gdal.GA_ReadOnly)
+        for b in bands:
+            band = ds.GetRasterBand(b)
+            a = band.ReadAsArray().astype(np.float64)
+            nodata = band.GetNoDataValue()
+            valid = np.isfinite(a)
+            if nodata is not None and np.isfinite(nodata):
+                valid &= a != nodata
+            if kind == "amplitude":
+                valid &= a > 0
+                a = 20.0 * np.log10(np.where(valid, a, 1.0))
+            planes.append((f"{rel}:{b}", a, valid, use))
+        ds = None
+    root = os.path.join(data, SAR_BIGEARTHNET)
+    patches = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    for k, patch in enumerate(patches):
+        use = "test" if k >= len(patches) - SAR_BIGEARTHNET_TEST else "train"
+        for pol in ("VV", "VH"):
+            path = os.path.join(root, patch, f"{patch}_{pol}.tif")
+            a = _read_raster(path)[0].astype(np.float64)
+            planes.append((f"{SAR_BIGEARTHNET}/{patch}:{pol}", a, np.isfinite(a), use))
+    return planes
+
+
+class SarDbWindows:
+    """Windows of Sentinel-1 dB planes, each mapped as the codec maps a tile.
+
+    ``sample(i)`` -> float32 [1, S, S] = map_float_window(window) * MS_SCALE, S = 128 for
+    training (120 for the BigEarthNet patches) and 64 for the test split.
+    """
+
+    bands = 1
+    scale = MS_SCALE
+
+    def __init__(self, data: str = DEFAULT_DATA, split: str = "train"):
+        self.windows, self.names = [], []
+        size = SAR_WINDOW if split == "train" else SAR_TEST_WINDOW
+        stride = SAR_TRAIN_STRIDE if split == "train" else SAR_TEST_WINDOW
+        for name, a, valid, use in _sar_planes(data):
+            rows = a.shape[0]
+            if use == "split":
+                cut = rows - rows // 4
+                lo, hi = (0, cut) if split == "train" else (cut, rows)
+            elif use == split:
+                lo, hi = 0, rows
+            else:
+                continue
+            win = min(size, hi - lo, a.shape[1])
+            for top in range(lo, hi - win + 1, stride):
+                for left in range(0, a.shape[1] - win + 1, stride):
+                    if valid[top:top + win, left:left + win].all():
+                        self.windows.append(map_float_window(a[top:top + win, left:left + win]))
+                        self.names.append(f"{name}@{top},{left}")
+        if not self.windows:
+            raise ValueError(f"no SAR windows for split '{split}' under {data}")
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def name(self, i: int) -> str:
+        return self.names[i]
+
+    def sample(self, i: int) -> np.ndarray:
+        return self.windows[i][None] * np.float32(self.scale)

@@ -200,20 +200,49 @@ class HyperAnalysis(nn.Module):
         return self.c3(h)
 
 
-class GainNet(nn.Module):
-    """lambda / lambda_max -> Dense(64, ReLU) -> Dense(M, ReLU): per-channel gains."""
+# The gain nets' last activation. "relu", the first models' (their cards have no
+# "gain_activation"), let a channel whose gain is pushed below zero die: no gradient reaches
+# it again, and the shipped multirate-ms16 / multirate-rgb8 code with 13 / 24 of their 192
+# channels. "positive" never reaches zero and always has a gradient (see PositiveGain).
+GAIN_ACTIVATIONS = ("relu", "positive")
+GAIN_FLOOR = 1.0 / 64.0
 
-    def __init__(self, m: int = M_LATENT, hidden: int = 64):
+
+class PositiveGain(nn.Module):
+    """x + d for x >= 0, d / (1 - x / d) below (d = GAIN_FLOOR): positive, continuous with
+    its slope at 0, and made of +, - and / only, which the C++ decoder
+    (SynthesisNetwork::demodulationGain) computes bit-exactly in float32."""
+
+    floor: float
+
+    def __init__(self, floor: float = GAIN_FLOOR):
         super().__init__()
+        self.floor = float(floor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.floor
+        below = torch.clamp(x, max=0.0)   # both branches finite, so where() has no NaN gradient
+        return torch.where(x >= 0, torch.clamp(x, min=0.0) + d, d / (1.0 - below / d))
+
+
+class GainNet(nn.Module):
+    """lambda / lambda_max -> Dense(64, ReLU) -> Dense(M, activation): per-channel gains."""
+
+    def __init__(self, m: int = M_LATENT, hidden: int = 64, activation: str = "relu"):
+        super().__init__()
+        if activation not in GAIN_ACTIVATIONS:
+            raise ValueError(f"gain activation {activation!r} is not one of {GAIN_ACTIVATIONS}")
+        self.activation = activation
         self.fc1 = nn.Linear(1, hidden)
         self.fc2 = nn.Linear(hidden, m)
+        self.out = nn.ReLU() if activation == "relu" else PositiveGain()
         with torch.no_grad():      # start as gain 1 for every lambda
             self.fc2.weight.mul_(0.01)
             self.fc2.bias.fill_(1.0)
 
     def forward(self, lam_norm: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.fc1(lam_norm.reshape(-1, 1)))
-        return F.relu(self.fc2(h))     # (1, M)
+        return self.out(self.fc2(h))     # (1, M)
 
 
 # --------------------------------------------------------------------------------------
@@ -414,16 +443,17 @@ def index_to_scale(idx: torch.Tensor) -> torch.Tensor:
 
 class MultirateCodec(nn.Module):
     def __init__(self, bands: int, lambda_min: float, lambda_max: float,
-                 n: int = N_FILTERS, m: int = M_LATENT):
+                 n: int = N_FILTERS, m: int = M_LATENT, gain_activation: str = "relu"):
         super().__init__()
         self.bands, self.n, self.m = bands, n, m
+        self.gain_activation = gain_activation
         self.lambda_min, self.lambda_max = float(lambda_min), float(lambda_max)
         self.g_a = make_analysis(bands, n, m)
         self.g_s = make_synthesis(bands, n, m)
         self.h_a = HyperAnalysis(n, m)
         self.h_s = IntHyperSynthesis(n, m)
-        self.modulation = GainNet(m)
-        self.demodulation = GainNet(m)
+        self.modulation = GainNet(m, activation=gain_activation)
+        self.demodulation = GainNet(m, activation=gain_activation)
         self.prior = FactorizedPrior(n)
 
     def lam_tensor(self, lam: float, device) -> torch.Tensor:
@@ -530,7 +560,8 @@ def _freeze(seq: nn.Sequential) -> nn.Sequential:
 
 def _copy_gain(net: GainNet) -> nn.Sequential:
     seq = nn.Sequential(nn.Linear(1, net.fc1.out_features), nn.ReLU(),
-                        nn.Linear(net.fc2.in_features, net.fc2.out_features), nn.ReLU())
+                        nn.Linear(net.fc2.in_features, net.fc2.out_features),
+                        nn.ReLU() if net.activation == "relu" else PositiveGain())
     seq[0].load_state_dict(net.fc1.state_dict())
     seq[2].load_state_dict(net.fc2.state_dict())
     return seq

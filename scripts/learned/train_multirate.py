@@ -70,12 +70,13 @@ sys.path.insert(0, HERE)
 
 import datasets  # noqa: E402
 import integer_hyper_synthesis as ihs  # noqa: E402
-from multirate_model import (M_LATENT, N_FILTERS, ExportAnalysis, ExportHyperAnalysis,  # noqa: E402
-                             ExportSynthesis, MultirateCodec, rate_distortion, scale_table)
+from multirate_model import (GAIN_ACTIVATIONS, GAIN_FLOOR, M_LATENT, N_FILTERS,  # noqa: E402
+                             ExportAnalysis, ExportHyperAnalysis, ExportSynthesis, MultirateCodec,
+                             rate_distortion, scale_table)
 
 CKPT_VERSION = 2
 # Config keys of version-1 checkpoints; the keys added since take these values for them.
-LEGACY_CONFIG = {"source": "eurosat"}
+LEGACY_CONFIG = {"source": "eurosat", "gain_activation": "relu"}
 
 
 def parse_args(argv=None):
@@ -85,7 +86,7 @@ def parse_args(argv=None):
                    help="3: EuroSAT RGB (Byte); 1: EuroSAT MS, each band a sample (UInt16)")
     p.add_argument("--steps", type=int, default=300000, help="total optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--source", choices=("eurosat", "mix"), default="eurosat",
+    p.add_argument("--source", choices=("eurosat", "mix", "sar"), default="eurosat",
                    help="eurosat: EuroSAT only (default); mix (--bands 3 only): crops of large "
                         "8-bit scenes + EuroSAT batches (datasets.MixedRgbStream)")
     p.add_argument("--crop", type=int, default=64,
@@ -99,6 +100,9 @@ def parse_args(argv=None):
     p.add_argument("--eval-lambda-count", type=int, default=4, help="log-spaced evaluation lambdas")
     p.add_argument("--no-holdout-eval", action="store_true",
                    help="mix: skip the hold-out scene evaluation")
+    p.add_argument("--gain-activation", choices=GAIN_ACTIVATIONS, default="positive",
+                   help="last activation of the gain nets (multirate_model.PositiveGain); relu "
+                        "is the first models' (dead channels)")
     p.add_argument("--lambda-min", type=float, default=0.0018)
     p.add_argument("--lambda-max", type=float, default=0.0932)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -204,6 +208,8 @@ def warm_start(model, src_dir):
     with torch.no_grad():
         for k, v in state.items():
             own[k].copy_(v)
+    if model.gain_activation != "relu":
+        diag["revived_channels"] = revive_dead_channels(model)
     # Integer h_s back to real-valued parameters.
     hs = ihs.load_params(os.path.join(src_dir, "hyper_synthesis_int.json"))
     mism = 0
@@ -221,6 +227,26 @@ def warm_start(model, src_dir):
     prior = json.load(open(os.path.join(src_dir, "factorized_prior.json"), encoding="utf-8"))["tables"]
     diag.update(fit_prior(model.prior, prior))
     return diag, card
+
+
+@torch.no_grad()
+def revive_dead_channels(model, probes=32):
+    """Channels that a ReLU gain net had cut off (gain 0 at every lambda of the range) get a
+    constant gain again: the median of the live channels' in the modulation, its inverse in
+    the demodulation. Their g_a filters and g_s inputs never got a gradient, so they start
+    from their initialisation. Returns how many channels were revived."""
+    lams = torch.logspace(math.log10(model.lambda_min), math.log10(model.lambda_max), probes)
+    lam_n = (lams / model.lambda_max).reshape(-1, 1)
+    pre = model.modulation.fc2(torch.relu(model.modulation.fc1(lam_n)))   # (probes, M)
+    dead = (pre <= 0).all(dim=0)
+    if not bool(dead.any()):
+        return 0
+    live_gain = float(pre[:, ~dead].clamp_min(0).median()) if bool((~dead).any()) else 1.0
+    live_gain = max(live_gain, 4 * GAIN_FLOOR)
+    for net, gain in ((model.modulation, live_gain), (model.demodulation, 1.0 / live_gain)):
+        net.fc2.weight[dead] = 0.0
+        net.fc2.bias[dead] = gain - GAIN_FLOOR    # PositiveGain adds the floor back
+    return int(dead.sum())
 
 
 def fit_prior(pr, tables, iters=3000):
@@ -381,7 +407,9 @@ def mosaic(dataset, indices, grid):
 def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_points=None,
            init_info=None):
     model = model.cpu().eval()
-    model_id = args.model_id or ("multirate-ms16" if args.bands == 1 else
+    train_names = stream.dataset.names if args.source == "sar" else []
+    model_id = args.model_id or ("multirate-sar-db" if args.source == "sar" else
+                                 "multirate-ms16" if args.bands == 1 else
                                  "multirate-rgb8-v2" if args.source == "mix" else "multirate-rgb8")
     if args.source == "mix" and model_id == "multirate-rgb8":
         raise SystemExit("--source mix exports need a new model id (default multirate-rgb8-v2), "
@@ -462,8 +490,14 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
             "g_s": "3 x [conv3x3 -> 4N, PixelShuffle(2), IGDN], conv3x3 -> 4*bands, PixelShuffle(2)",
             "h_a": "|y| -> conv3x3 s1 N, ReLU, conv5x5 s2 N, ReLU, conv5x5 s2 N",
             "h_s": "integer: conv3x3 4N + requant uint8 + PixelShuffle(2), same, conv3x3 M -> index 0..63",
-            "modulation": "lambda/lambda_max -> Dense(64, ReLU) -> Dense(M, ReLU) = gain on y",
+            "modulation": ("lambda/lambda_max -> Dense(64, ReLU) -> Dense(M, ReLU) = gain on y"
+                           if args.gain_activation == "relu" else
+                           "lambda/lambda_max -> Dense(64, ReLU) -> Dense(M, positive) = gain on y; "
+                           f"positive(x) = x + d for x >= 0, d / (1 - x/d) below, d = {GAIN_FLOOR}"),
             "demodulation": "same shape, output multiplies y_hat before g_s",
+            # The C++ decoder's demodulation activation; cards without it mean "relu".
+            "gain_activation": args.gain_activation,
+            "gain_floor": GAIN_FLOOR if args.gain_activation == "positive" else None,
             # How the C++ decoder adds each product in g_s (codecs/learned/synthesis_kernels.h):
             # one rounding per term. Cards without the field (the first models) mean
             # "multiply-then-add", which their files keep forever.
@@ -475,6 +509,16 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
         "data": {"train": "EuroSAT RGB train split (eurosat_rgb_splits.csv)" if args.bands == 3
                  else "EuroSAT MS train split, 13 bands as separate samples (eurosat_ms_splits.csv)",
                  "normalisation": "x / 255" if args.bands == 3 else "x / 16384 (nominal 14 bits)",
+                 "augmentation": f"random {args.crop}x{args.crop} crop, flips, 90-degree turns"}
+                if args.source != "sar" else {
+                 "train": (f"{len(train_names)} windows of {datasets.SAR_WINDOW} px (stride "
+                           f"{datasets.SAR_TRAIN_STRIDE}) of Sentinel-1 backscatter in dB: "
+                           + ", ".join(sorted({n.split('@')[0] for n in train_names}))),
+                 "test": (f"{len(test_ds)} windows of {datasets.SAR_TEST_WINDOW} px: "
+                          + ", ".join(sorted({n.split('@')[0] for n in test_ds.names}))),
+                 "sample_domain": "Float32 backscatter in dB (UInt16 GRD amplitude: 20 log10 DN)",
+                 "normalisation": ("per window, as the codec maps a Float32 tile: (v - min) * 2^-e + 256, "
+                                   "e the smallest integer >= -24 with (max - min) 2^-e <= 4096; then / 16384"),
                  "augmentation": f"random {args.crop}x{args.crop} crop, flips, 90-degree turns"},
         "data_mix": None if args.source != "mix" else {
             "description": (f"every {args.eurosat_every}th batch: {stream.eurosat_batch} EuroSAT RGB train "
@@ -529,11 +573,13 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    max_crop = 256 if args.source == "mix" else 64
+    max_crop = 256 if args.source == "mix" else 120 if args.source == "sar" else 64
     if args.crop % 16 or args.crop > max_crop or args.crop < 16:
         raise SystemExit(f"--crop must be a multiple of 16 in 16..{max_crop}")
     if args.source == "mix" and args.bands != 3:
         raise SystemExit("--source mix is for --bands 3 only")
+    if args.source == "sar" and args.bands != 1:
+        raise SystemExit("--source sar is for --bands 1 only")
     if not (0 < args.lambda_min <= args.lambda_max):
         raise SystemExit("need 0 < --lambda-min <= --lambda-max")
     device = torch.device(args.device)
@@ -548,9 +594,14 @@ def main(argv=None):
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
 
-    train_ds = datasets.make_dataset(args.data, args.bands, "train", cache=args.cache)
-    test_ds = datasets.make_dataset(args.data, args.bands, "test")
-    model = MultirateCodec(args.bands, args.lambda_min, args.lambda_max).to(device)
+    if args.source == "sar":
+        train_ds = datasets.SarDbWindows(args.data, "train")
+        test_ds = datasets.SarDbWindows(args.data, "test")
+    else:
+        train_ds = datasets.make_dataset(args.data, args.bands, "train", cache=args.cache)
+        test_ds = datasets.make_dataset(args.data, args.bands, "test")
+    model = MultirateCodec(args.bands, args.lambda_min, args.lambda_max,
+                           gain_activation=args.gain_activation).to(device)
     opt, aux_opt, lr_factors = make_optimisers(model, args)
     holdout = []
     if args.source == "mix":
@@ -564,7 +615,8 @@ def main(argv=None):
     step = 0
 
     config = {"bands": args.bands, "lambda_min": args.lambda_min, "lambda_max": args.lambda_max,
-              "N": N_FILTERS, "M": M_LATENT, "source": args.source}
+              "N": N_FILTERS, "M": M_LATENT, "source": args.source,
+              "gain_activation": args.gain_activation}
     if args.source == "mix":
         # Everything that changes the batch sequence: a resume with other values would not
         # continue the same stream.
