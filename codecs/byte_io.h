@@ -20,6 +20,15 @@ inline void appendFloat32(std::vector<uint8_t>& out, float value) {
   appendLE(out, bits, 4);
 }
 
+// Unsigned LEB128: 7 bits a byte, low bits first, the high bit set on all but the last.
+inline void appendVarint(std::vector<uint8_t>& out, uint32_t value) {
+  while (value >= 0x80) {
+    out.push_back(uint8_t(value | 0x80));
+    value >>= 7;
+  }
+  out.push_back(uint8_t(value));
+}
+
 class ByteReader {
  public:
   ByteReader(const uint8_t* data, size_t size, std::string what)
@@ -37,6 +46,18 @@ class ByteReader {
     float value;
     std::memcpy(&value, &bits, 4);
     return value;
+  }
+  uint32_t varint() {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 35; shift += 7) {
+      const uint8_t byte = *bytes(1);
+      value |= uint64_t(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) {
+        if (value > UINT32_MAX) break;
+        return uint32_t(value);
+      }
+    }
+    throw Error(what_ + " has a malformed length");
   }
   bool atEnd() const { return position_ == size_; }
 

@@ -241,17 +241,21 @@ TEST(SpectralTransform, InverseIsExactOnARealStack) {
   EXPECT_EQ(mismatches, 0u);
 }
 
-// Components are decorrelated and ordered by variance, and the first carries most of it
-// (Sentinel-2 bands are strongly correlated).
+// Components are decorrelated (up to the rounding of the weights to 1/127) and ordered by
+// variance, and the first carries most of it (Sentinel-2 bands are strongly correlated).
 TEST(SpectralTransform, ComponentsAreDecorrelatedAndOrdered) {
   const auto scene = readScene("eurosat_ms_annualcrop_1601.tif", DataType::UInt16, GDT_UInt16, 0, 0, 64, 64);
   const std::vector<double> samples = samplesOf(scene);
   const size_t plane = scene.shape.pixelsPerBand();
   const SpectralTransform transform = fitSpectralTransform(samples, 13, plane);
   const std::vector<double> c = forwardSpectral(transform, samples, plane);
+  std::vector<double> mean(13, 0.0);
+  for (int k = 0; k < 13; ++k) {
+    for (size_t p = 0; p < plane; ++p) mean[k] += c[k * plane + p] / double(plane);
+  }
   auto covariance = [&](int i, int j) {
     double sum = 0;
-    for (size_t p = 0; p < plane; ++p) sum += c[i * plane + p] * c[j * plane + p];
+    for (size_t p = 0; p < plane; ++p) sum += (c[i * plane + p] - mean[i]) * (c[j * plane + p] - mean[j]);
     return sum / double(plane);
   };
   double total = 0;
@@ -259,10 +263,10 @@ TEST(SpectralTransform, ComponentsAreDecorrelatedAndOrdered) {
   EXPECT_GT(covariance(0, 0) / total, 0.8);
   for (int i = 0; i < 13; ++i) {
     if (i > 0) {
-      EXPECT_LE(covariance(i, i), covariance(i - 1, i - 1) * (1 + 1e-9));
+      EXPECT_LE(covariance(i, i), covariance(i - 1, i - 1) * 1.05 + 1e-3 * total) << i;
     }
     for (int j = i + 1; j < 13; ++j) {
-      EXPECT_LT(std::fabs(covariance(i, j)), 1e-6 * total) << i << "," << j;
+      EXPECT_LT(std::fabs(covariance(i, j)), 1e-2 * total) << i << "," << j;
     }
   }
 }
@@ -272,15 +276,19 @@ TEST(SpectralTransform, DamagedTransformsAreRefused) {
   const SpectralTransform transform = fitSpectralTransform(samplesOf(scene), 13, 256);
   std::vector<uint8_t> bytes;
   appendSpectralTransform(bytes, transform);
-  ASSERT_EQ(bytes.size(), transform.payloadBytes());
+  ASSERT_EQ(bytes.size(), 13u * 13u);  // one byte a weight: cheap enough for 64 px tiles
   ByteReader good(bytes.data(), bytes.size(), "tile");
-  EXPECT_EQ(readSpectralTransform(good, 13, "MULTIRATE").matrix, transform.matrix);
-  std::vector<uint8_t> scaled = bytes;
-  scaled[13 * 4 + 3] ^= 0x40;  // the first weight's exponent
-  ByteReader bad(scaled.data(), scaled.size(), "tile");
+  EXPECT_EQ(readSpectralTransform(good, 13, "MULTIRATE").weights, transform.weights);
+  std::vector<uint8_t> stretched = bytes;
+  std::fill(stretched.begin(), stretched.begin() + 13, uint8_t(127));  // row 0 far from unit length
+  ByteReader bad(stretched.data(), stretched.size(), "tile");
   EXPECT_THROW(readSpectralTransform(bad, 13, "MULTIRATE"), Error);
   ByteReader shortReader(bytes.data(), bytes.size() - 1, "tile");
   EXPECT_THROW(readSpectralTransform(shortReader, 13, "MULTIRATE"), Error);
+  SpectralTransform singular = transform;  // two equal rows: no inverse
+  std::copy(singular.weights.begin(), singular.weights.begin() + 13, singular.weights.begin() + 13);
+  const std::vector<float> components(13 * 4, 1.0f);
+  EXPECT_THROW(inverseSpectral(singular, components.data(), 4), Error);
 }
 
 // ---------------------------------------------------------------- RDIC's classifier

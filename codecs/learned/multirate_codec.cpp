@@ -53,10 +53,10 @@ class MultirateCodec final : public Codec {
   nlohmann::json parameters() const override { return parameters_; }
   std::vector<ModelRef> models() const override { return {engine_.modelRef()}; }
 
-  // Payload (FORMAT.md): version byte; with the spectral transform (version 2) the band
-  // count, band means and weights; then per band group (or component): lambda (float32),
-  // the sample mapping (16-bit and Float32), stream length (u32) and the rANS stream of
-  // z then y.
+  // Payload (FORMAT.md). Version 1: per band group lambda (float32), the sample mapping
+  // (16-bit and Float32), stream length (u32) and the rANS stream of z then y. Version 2
+  // (spectral transform): band count, int8 weights, the tile's lambda (float32), then per
+  // component its mapping, stream length (LEB128) and stream.
   std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
                               const EncodeGuide&) const override {
     engine_.checkShape(shape);
@@ -85,7 +85,7 @@ class MultirateCodec final : public Codec {
     }
     ByteReader reader(data + 1, size - 1, "MULTIRATE tile");
     if (!spectral_) {
-      decodeGroups(shape, reader, pixels, parallelism);
+      decodeGroups(shape, reader, /*equalSlope=*/false, pixels, parallelism);
     } else {
       if (*reader.bytes(1) != shape.bands) {
         throw Error("MULTIRATE tile's spectral transform is for another band count");
@@ -93,7 +93,7 @@ class MultirateCodec final : public Codec {
       const SpectralTransform transform = readSpectralTransform(reader, shape.bands, "MULTIRATE");
       const TileShape components = componentShape(shape);
       std::vector<float> componentPixels(components.pixelsPerBand() * components.bands);
-      decodeGroups(components, reader, componentPixels.data(), parallelism);
+      decodeGroups(components, reader, /*equalSlope=*/true, componentPixels.data(), parallelism);
       const std::vector<double> samples =
           inverseSpectral(transform, componentPixels.data(), shape.pixelsPerBand());
       for (size_t i = 0; i < samples.size(); ++i) storeSample(shape, pixels, i, samples[i]);
@@ -120,13 +120,23 @@ class MultirateCodec final : public Codec {
     float lambda;
     std::vector<uint8_t> stream;
   };
+  struct CodedTile {
+    float lambda;  // the tile's
+    std::vector<CodedGroup> groups;
+  };
+
+  // Equal slope across spectral components: an error of one model level weighs 4^shift in
+  // sample units, so a component mapped `coarsest - shift` steps finer than the coarsest
+  // one is coded at lambda * 4^(shift - coarsest), never below the model's lambda_min. The
+  // decoder derives it from the stored lambda and shifts the same way.
+  float componentLambda(float lambda, int shift, int coarsest) const {
+    return float(std::max(engine_.model().lambdaMin, std::ldexp(double(lambda), 2 * (shift - coarsest))));
+  }
 
   // Codes every band group of the tile at one lambda (or the TARGET_BPP search).
   // `equalSlope` (spectral components): each component keeps its own mapping step, at most
-  // 4^k finer than the coarsest one's, and its lambda is the tile's times 4^(step
-  // difference): an error of one model level weighs 4^shift in sample units, so every
-  // component is coded at the same rate-distortion slope in sample units (a weak
-  // component gets a fine step but a small lambda, never below the model's lambda_min).
+  // 4^k finer than the coarsest one's, where k is how far lambda lies above lambda_min in
+  // powers of 4, and gets componentLambda (a weak component: a fine step, a small lambda).
   void codeGroups(const TileShape& shape, const void* pixels, bool equalSlope,
                   std::vector<uint8_t>& payload) const {
     const MultirateModel& model = engine_.model();
@@ -137,15 +147,14 @@ class MultirateCodec final : public Codec {
     for (const auto& mapping : own) coarsest = std::max(coarsest, mapping.shift);
     std::map<std::pair<size_t, int>, at::Tensor> latents;  // g_a output by (group, shift)
     auto codeAt = [&](float lambda) {
-      std::vector<CodedGroup> coded;
+      CodedTile tile{lambda, {}};
       for (size_t g = 0; g < groups.size(); ++g) {
         CodedGroup group{own[g], lambda, {}};
         if (equalSlope) {
           const int finerSteps =
               std::max(0, int(std::floor(std::log(lambda / model.lambdaMin) / std::log(4.0))));
           group.mapping.shift = std::max(own[g].shift, coarsest - finerSteps);
-          group.lambda = float(std::max(model.lambdaMin,
-                                        std::ldexp(double(lambda), 2 * (group.mapping.shift - coarsest))));
+          group.lambda = componentLambda(lambda, group.mapping.shift, coarsest);
         }
         const auto key = std::make_pair(g, group.mapping.shift);
         auto latent = latents.find(key);
@@ -153,40 +162,64 @@ class MultirateCodec final : public Codec {
           latent = latents.emplace(key, engine_.analyse(shape, pixels, groups[g], group.mapping)).first;
         }
         group.stream = codeLatent(latent->second, group.lambda);
-        coded.push_back(std::move(group));
+        tile.groups.push_back(std::move(group));
       }
-      return coded;
+      return tile;
     };
-    const std::vector<CodedGroup> coded =
-        targetBpp_ > 0 ? searchLambda(codeAt, shape, payload.size()) : codeAt(lambda_);
-    for (const CodedGroup& group : coded) {
-      appendFloat32(payload, group.lambda);
-      if (engine_.mapsSamples()) appendSampleMapping(payload, shape.type, group.mapping);
-      appendU32(payload, uint32_t(group.stream.size()));
-      payload.insert(payload.end(), group.stream.begin(), group.stream.end());
-    }
+    auto append = [&](std::vector<uint8_t>& out, const CodedTile& tile) {
+      if (equalSlope) appendFloat32(out, tile.lambda);
+      for (const CodedGroup& group : tile.groups) {
+        if (!equalSlope) appendFloat32(out, group.lambda);
+        if (engine_.mapsSamples()) appendSampleMapping(out, shape.type, group.mapping);
+        if (equalSlope) {
+          appendVarint(out, uint32_t(group.stream.size()));
+        } else {
+          appendU32(out, uint32_t(group.stream.size()));
+        }
+        out.insert(out.end(), group.stream.begin(), group.stream.end());
+      }
+    };
+    append(payload, targetBpp_ > 0 ? searchLambda(codeAt, append, shape, payload.size())
+                                   : codeAt(lambda_));
   }
 
-  void decodeGroups(const TileShape& shape, ByteReader& reader, void* pixels,
+  void decodeGroups(const TileShape& shape, ByteReader& reader, bool equalSlope, void* pixels,
                     const Parallelism& parallelism) const {
     const int height = paddedToLatentGrid(shape.height) / kLatentDownsampling;
     const int width = paddedToLatentGrid(shape.width) / kLatentDownsampling;
-    for (const auto& group : engine_.groups(shape)) {
-      const float lambda = reader.float32();
+    const float tileLambda = equalSlope ? reader.float32() : 0.0f;
+    struct StoredGroup {
+      float lambda;
       SampleMapping mapping;
-      if (engine_.mapsSamples()) mapping = readSampleMapping(reader, shape.type, "MULTIRATE");
-      const uint32_t length = reader.u32();
-      const uint8_t* stream = reader.bytes(length);
-      if (!std::isfinite(lambda) || lambda <= 0) throw Error("MULTIRATE tile has a bad lambda");
-      RansDecoder decoder(stream, length);
+      const uint8_t* stream;
+      uint32_t length;
+    };
+    std::vector<StoredGroup> stored;
+    for (size_t g = 0; g < engine_.groups(shape).size(); ++g) {
+      StoredGroup group{equalSlope ? tileLambda : reader.float32(), {}, nullptr, 0};
+      if (engine_.mapsSamples()) group.mapping = readSampleMapping(reader, shape.type, "MULTIRATE");
+      group.length = equalSlope ? reader.varint() : reader.u32();
+      group.stream = reader.bytes(group.length);
+      if (!std::isfinite(group.lambda) || group.lambda <= 0) {
+        throw Error("MULTIRATE tile has a bad lambda");
+      }
+      stored.push_back(group);
+    }
+    if (equalSlope) {
+      int coarsest = stored.front().mapping.shift;
+      for (const auto& group : stored) coarsest = std::max(coarsest, group.mapping.shift);
+      for (auto& group : stored) group.lambda = componentLambda(tileLambda, group.mapping.shift, coarsest);
+    }
+    const auto groups = engine_.groups(shape);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      RansDecoder decoder(stored[g].stream, stored[g].length);
       const std::vector<int32_t> y = engine_.decodeLatent(decoder, height, width);
-      const std::vector<float> lambdas(size_t(height) * width, lambda);
-      engine_.reconstruct(shape, group, mapping, engine_.demodulate(y, lambdas), height, width,
-                          pixels, parallelism);
+      const std::vector<float> lambdas(size_t(height) * width, stored[g].lambda);
+      engine_.reconstruct(shape, groups[g], stored[g].mapping, engine_.demodulate(y, lambdas),
+                          height, width, pixels, parallelism);
     }
   }
 
- private:
   std::vector<uint8_t> codeLatent(const at::Tensor& latent, float lambda) const {
     c10::InferenceMode guard;
     const at::Tensor gain = engine_.modulationGain(lambda);
@@ -195,25 +228,24 @@ class MultirateCodec final : public Codec {
 
   // TARGET_BPP: the largest lambda (best quality) whose tile payload fits the target,
   // found by bisection on log(lambda); lambda_min if even that is too large.
-  // `fixedBytes`: what the payload holds before its groups.
-  template <typename CodeAt>
-  std::vector<CodedGroup> searchLambda(const CodeAt& codeAt, const TileShape& shape,
-                                       size_t fixedBytes) const {
+  // `fixedBytes`: what the payload holds before its groups; `append` serialises them.
+  template <typename CodeAt, typename Append>
+  CodedTile searchLambda(const CodeAt& codeAt, const Append& append, const TileShape& shape,
+                         size_t fixedBytes) const {
     const MultirateModel& model = engine_.model();
     const double budgetBytes = targetBpp_ * shape.pixelsPerBand() / 8.0;
-    const size_t groupHeader = engine_.mapsSamples() ? 13 : 8;
-    auto bytesOf = [&](const std::vector<CodedGroup>& coded) {
-      size_t bytes = fixedBytes;
-      for (const CodedGroup& group : coded) bytes += group.stream.size() + groupHeader;
-      return double(bytes);
+    auto bytesOf = [&](const CodedTile& tile) {
+      std::vector<uint8_t> groups;
+      append(groups, tile);
+      return double(fixedBytes + groups.size());
     };
     double low = std::log(model.lambdaMin), high = std::log(model.lambdaMax);
-    std::vector<CodedGroup> best = codeAt(float(model.lambdaMin));
-    std::vector<CodedGroup> top = codeAt(float(model.lambdaMax));
+    CodedTile best = codeAt(float(model.lambdaMin));
+    CodedTile top = codeAt(float(model.lambdaMax));
     if (bytesOf(top) <= budgetBytes) return top;
     for (int iteration = 0; iteration < 10 && bytesOf(best) <= budgetBytes; ++iteration) {
       const float middle = float(std::exp(0.5 * (low + high)));
-      std::vector<CodedGroup> attempt = codeAt(middle);
+      CodedTile attempt = codeAt(middle);
       if (bytesOf(attempt) <= budgetBytes) {
         best = std::move(attempt);
         low = std::log(double(middle));

@@ -51,6 +51,44 @@ std::vector<double> jacobiEigenvectors(std::vector<double>& a, int n) {
   return v;
 }
 
+// W's inverse by Gauss-Jordan elimination with partial pivoting, in double: only +, -, *
+// and / in a fixed order (this file is built without contraction).
+std::vector<double> invertWeights(const SpectralTransform& transform) {
+  const int n = transform.bands;
+  std::vector<double> a(size_t(n) * n), inverse(size_t(n) * n, 0.0);
+  for (int r = 0; r < n; ++r) {
+    for (int c = 0; c < n; ++c) a[size_t(r) * n + c] = transform.weight(r, c);
+    inverse[size_t(r) * n + r] = 1.0;
+  }
+  for (int column = 0; column < n; ++column) {
+    int pivot = column;
+    for (int r = column + 1; r < n; ++r) {
+      if (std::fabs(a[size_t(r) * n + column]) > std::fabs(a[size_t(pivot) * n + column])) pivot = r;
+    }
+    if (std::fabs(a[size_t(pivot) * n + column]) < 1e-3) {
+      throw Error("MULTIRATE tile has a singular spectral transform");
+    }
+    for (int c = 0; c < n; ++c) {
+      std::swap(a[size_t(pivot) * n + c], a[size_t(column) * n + c]);
+      std::swap(inverse[size_t(pivot) * n + c], inverse[size_t(column) * n + c]);
+    }
+    const double scale = a[size_t(column) * n + column];
+    for (int c = 0; c < n; ++c) {
+      a[size_t(column) * n + c] /= scale;
+      inverse[size_t(column) * n + c] /= scale;
+    }
+    for (int r = 0; r < n; ++r) {
+      const double factor = a[size_t(r) * n + column];
+      if (r == column || factor == 0.0) continue;
+      for (int c = 0; c < n; ++c) {
+        a[size_t(r) * n + c] -= factor * a[size_t(column) * n + c];
+        inverse[size_t(r) * n + c] -= factor * inverse[size_t(column) * n + c];
+      }
+    }
+  }
+  return inverse;
+}
+
 }  // namespace
 
 SpectralTransform fitSpectralTransform(const std::vector<double>& samples, int bands,
@@ -61,7 +99,6 @@ SpectralTransform fitSpectralTransform(const std::vector<double>& samples, int b
   for (int b = 0; b < bands; ++b) {
     const double* band = samples.data() + size_t(b) * plane;
     mean[b] = std::accumulate(band, band + plane, 0.0) / double(std::max<size_t>(plane, 1));
-    transform.means.push_back(float(mean[b]));
   }
   std::vector<double> covariance(size_t(bands) * bands, 0.0);
   for (int i = 0; i < bands; ++i) {
@@ -88,7 +125,8 @@ SpectralTransform fitSpectralTransform(const std::vector<double>& samples, int b
     }
     const double sign = vectors[size_t(largest) * bands + k] < 0 ? -1.0 : 1.0;
     for (int b = 0; b < bands; ++b) {
-      transform.matrix.push_back(float(sign * vectors[size_t(b) * bands + k]));
+      const double scaled = std::nearbyint(sign * vectors[size_t(b) * bands + k] * SpectralTransform::kWeightScale);
+      transform.weights.push_back(int8_t(std::clamp(scaled, -127.0, 127.0)));
     }
   }
   return transform;
@@ -101,10 +139,9 @@ std::vector<double> forwardSpectral(const SpectralTransform& transform,
   for (int k = 0; k < bands; ++k) {
     double* out = components.data() + size_t(k) * plane;
     for (int b = 0; b < bands; ++b) {
-      const double weight = transform.matrix[size_t(k) * bands + b];
-      const double mean = transform.means[b];
+      const double weight = transform.weight(k, b);
       const double* band = samples.data() + size_t(b) * plane;
-      for (size_t p = 0; p < plane; ++p) out[p] += weight * (band[p] - mean);
+      for (size_t p = 0; p < plane; ++p) out[p] += weight * band[p];
     }
   }
   return components;
@@ -113,12 +150,12 @@ std::vector<double> forwardSpectral(const SpectralTransform& transform,
 std::vector<double> inverseSpectral(const SpectralTransform& transform, const float* components,
                                     size_t plane) {
   const int bands = transform.bands;
-  std::vector<double> samples(size_t(bands) * plane);
+  const std::vector<double> inverse = invertWeights(transform);
+  std::vector<double> samples(size_t(bands) * plane, 0.0);
   for (int b = 0; b < bands; ++b) {
     double* out = samples.data() + size_t(b) * plane;
-    std::fill(out, out + plane, double(transform.means[b]));
     for (int k = 0; k < bands; ++k) {
-      const double weight = transform.matrix[size_t(k) * bands + b];
+      const double weight = inverse[size_t(b) * bands + k];
       const float* component = components + size_t(k) * plane;
       for (size_t p = 0; p < plane; ++p) out[p] += weight * double(component[p]);
     }
@@ -127,28 +164,21 @@ std::vector<double> inverseSpectral(const SpectralTransform& transform, const fl
 }
 
 void appendSpectralTransform(std::vector<uint8_t>& payload, const SpectralTransform& transform) {
-  for (float mean : transform.means) appendFloat32(payload, mean);
-  for (float weight : transform.matrix) appendFloat32(payload, weight);
+  for (int8_t weight : transform.weights) payload.push_back(uint8_t(weight));
 }
 
 SpectralTransform readSpectralTransform(ByteReader& reader, int bands, const std::string& codec) {
   SpectralTransform transform;
   transform.bands = bands;
-  for (int b = 0; b < bands; ++b) transform.means.push_back(reader.float32());
-  for (int i = 0; i < bands * bands; ++i) transform.matrix.push_back(reader.float32());
-  const auto finite = [](float value) { return std::isfinite(value); };
-  if (!std::all_of(transform.means.begin(), transform.means.end(), finite)) {
-    throw Error(codec + " tile has a non-finite spectral mean");
-  }
-  // Rows of unit length, as a rotation has; anything else is a damaged tile.
+  const uint8_t* bytes = reader.bytes(size_t(bands) * bands);
+  for (int i = 0; i < bands * bands; ++i) transform.weights.push_back(int8_t(bytes[i]));
+  // Rows of about unit length, as a rounded rotation has; anything else is a damaged tile.
   for (int k = 0; k < bands; ++k) {
     double norm = 0;
-    for (int b = 0; b < bands; ++b) {
-      const double w = transform.matrix[size_t(k) * bands + b];
-      if (!std::isfinite(w)) throw Error(codec + " tile has a non-finite spectral weight");
-      norm += w * w;
+    for (int b = 0; b < bands; ++b) norm += transform.weight(k, b) * transform.weight(k, b);
+    if (std::fabs(norm - 1.0) > 0.1) {
+      throw Error(codec + " tile has a spectral transform that is not a rotation");
     }
-    if (std::fabs(norm - 1.0) > 1e-3) throw Error(codec + " tile has a spectral transform that is not a rotation");
   }
   return transform;
 }

@@ -103,6 +103,10 @@ def parse_args(argv=None):
     p.add_argument("--gain-activation", choices=GAIN_ACTIVATIONS, default="positive",
                    help="last activation of the gain nets (multirate_model.PositiveGain); relu "
                         "is the first models' (dead channels)")
+    p.add_argument("--export-lambda-max", type=float, default=None,
+                   help="export (and evaluate) with this smaller lambda_max: the top of the range "
+                        "where PSNR still rises with lambda (QUALITY=100 maps there); the gain nets "
+                        "are rescaled so every lambda keeps its gains")
     p.add_argument("--lambda-min", type=float, default=0.0018)
     p.add_argument("--lambda-max", type=float, default=0.0932)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -227,6 +231,16 @@ def warm_start(model, src_dir):
     prior = json.load(open(os.path.join(src_dir, "factorized_prior.json"), encoding="utf-8"))["tables"]
     diag.update(fit_prior(model.prior, prior))
     return diag, card
+
+
+@torch.no_grad()
+def truncate_lambda_range(model, lambda_max):
+    """Makes `lambda_max` the model's top lambda, with the same gains for every lambda: the
+    nets see lam / lambda_max, so fc1's weights are scaled by lambda_max / the old top."""
+    ratio = lambda_max / model.lambda_max
+    for net in (model.modulation, model.demodulation):
+        net.fc1.weight.mul_(ratio)
+    model.lambda_max = float(lambda_max)
 
 
 @torch.no_grad()
@@ -542,6 +556,7 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
                      "quantisation_proxy": "uniform noise for rates, straight-through rounding for g_s; "
                                            "h_s fake-quantised (int8 weights, uint8 activations)"},
         "lambda_min": args.lambda_min, "lambda_max": args.lambda_max,
+        "lambda_max_trained": getattr(args, "lambda_max_trained", None),
         "rd_points": rd_points,
         "rd_points_holdout": holdout_points,
         "rd_points_holdout_note": None if holdout_points is None else (
@@ -728,6 +743,12 @@ def main(argv=None):
         print(f"signal {stop['signal']}: checkpoint saved at step {step}", flush=True)
         sys.exit(128 + stop["signal"])
 
+    if args.export_lambda_max is not None:
+        if not (args.lambda_min < args.export_lambda_max <= args.lambda_max):
+            raise SystemExit("--export-lambda-max must lie in (--lambda-min, --lambda-max]")
+        truncate_lambda_range(model, args.export_lambda_max)
+        args.lambda_max_trained, args.lambda_max = args.lambda_max, args.export_lambda_max
+        lambdas = eval_lambdas(args.lambda_min, args.lambda_max, args.eval_lambda_count)
     pts = evaluate(model, test_ds, args.final_eval_images, lambdas, device)
     hold_pts = evaluate_holdout(model, holdout, lambdas, device) if holdout else None
     log_line(args.log, {"step": step, "final_eval": pts, "final_eval_holdout": hold_pts})
