@@ -68,11 +68,12 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "SPECTRAL_TRANSFORM", {"AUTO", "KLT", "NONE"}, "AUTO",
             "decorrelate the bands of a 16-bit or Float32 stack first: a Karhunen-Loeve "
             "transform (PCA) per tile, stored in it, whose components the single-band model "
-            "codes at one lambda; AUTO: KLT from 4 bands on"),
+            "codes at one rate-distortion slope; AUTO: KLT from 4 bands on"),
         textOptionDeclaration("MODEL",
                               "a folder in models/: multirate-rgb8 (default for Byte), "
-                              "multirate-ms16 (default for UInt16/Int16), multirate-sar-db "
-                              "(default for Float32: Sentinel-1 backscatter in dB)")};
+                              "multirate-ms16-v2 (default for UInt16/Int16; multirate-ms16 "
+                              "the first one), multirate-sar-db (default for Float32: "
+                              "Sentinel-1 backscatter in dB)")};
 
     CodecDeclaration fixedQuality;
     fixedQuality.name = "FIXED_QUALITY";

@@ -39,6 +39,12 @@ GOLDEN = {
                                 ["CODEC=FIXED_QUALITY", "TARGET_PSNR=29.5", "QUALITY_BLOCK=32",
                                  "BLOCKSIZE=128", "OVERVIEWS=NONE"]),
     "eurosat_river_rdic.nsat": ("eurosat_rgb_river.jpg", None, ["CODEC=RDIC", "BLOCKSIZE=64"]),
+    # Float32 backscatter in dB (the SAR model, NaN nodata) and a 13-band stack through
+    # the spectral transform (payload version 2).
+    "s1_vv_vh_sar_multirate.nsat": ("s1_vv_vh_db_float32.tif", None,
+                                    ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=64"]),
+    "eurosat_ms_klt_multirate.nsat": ("eurosat_ms_residential.tif", None,
+                                      ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=32"]),
 }
 
 

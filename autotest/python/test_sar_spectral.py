@@ -18,9 +18,10 @@ MS_STACK = "eurosat_ms_residential.tif"     # EuroSAT MS, 13 x UInt16
 
 # Quality floors measured with the shipped models (models/README.md); a later model or
 # decoder change that loses quality fails here.
-SAR_Q100_MAX_RMSE_DB = 1.6          # pyroSAR VV at QUALITY=100, valid pixels
-SAR_Q100_MAX_WINDOW_BIAS_DB = 0.25  # |mean of 32 x 32 windows (linear power), in dB|
-MS_KLT_Q90_MIN_PSNR_DB = 44.0       # 13 bands, peak 65535
+SAR_Q100_MAX_RMSE_DB = 1.5          # pyroSAR VV at QUALITY=100, valid pixels (1.38 dB)
+SAR_Q100_MAX_WINDOW_BIAS_DB = 0.2   # |mean of 32 x 32 windows (linear power)| (0.12 dB)
+SAR_VV_VH_Q80_MAX_RMSE_DB = 1.4     # Sen1Floods11 window (VV 1.12, VH 1.23 dB)
+MS_KLT_Q90_MIN_PSNR_DB = 54.0       # 13 bands, peak 65535 (55.2 dB)
 
 
 def codec_parameters(path):
@@ -84,7 +85,7 @@ def test_vv_and_vh_with_nan_nodata(tmp_path):
         assert np.array_equal(np.isnan(source[band]), np.isnan(decoded[band])), name
         valid = ~np.isnan(source[band])
         rmse = float(np.sqrt(np.mean((decoded[band][valid] - source[band][valid]) ** 2)))
-        assert rmse < 3.0, f"{name}: RMSE {rmse:.3f} dB"
+        assert rmse < SAR_VV_VH_Q80_MAX_RMSE_DB, f"{name}: RMSE {rmse:.3f} dB"
 
 
 def test_nan_without_nodata_is_refused_as_not_supported(tmp_path):

@@ -15,7 +15,7 @@ namespace nsat {
 namespace {
 
 constexpr const char* kRgbModel = "multirate-rgb8";
-constexpr const char* kSingleBandModel = "multirate-ms16";
+constexpr const char* kSingleBandModel = "multirate-ms16-v2";
 constexpr const char* kSarModel = "multirate-sar-db";
 // 1: band groups; 2: a spectral transform, then its components (files with
 // "spectral_transform"). Files without the transform keep writing 1.
@@ -96,7 +96,14 @@ class MultirateCodec final : public Codec {
       decodeGroups(components, reader, /*equalSlope=*/true, componentPixels.data(), parallelism);
       const std::vector<double> samples =
           inverseSpectral(transform, componentPixels.data(), shape.pixelsPerBand());
-      for (size_t i = 0; i < samples.size(); ++i) storeSample(shape, pixels, i, samples[i]);
+      // A damaged component mapping (a shift that overflows Float32) or a W next to
+      // singular gives infinities and NaN, which no cast to the type may see.
+      for (size_t i = 0; i < samples.size(); ++i) {
+        if (!std::isfinite(samples[i])) {
+          throw Error("MULTIRATE tile's spectral transform gives samples out of range");
+        }
+        storeSample(shape, pixels, i, samples[i]);
+      }
     }
     if (!reader.atEnd()) throw Error("MULTIRATE tile has trailing bytes");
   }

@@ -494,7 +494,7 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
     card = {
         "id": model_id,
         "codec": "MULTIRATE",
-        "status": f"trained {step} of {args.steps} steps" if step else "untrained",
+        "status": (f"trained {step} of {args.steps} steps" if args.steps >= step else f"trained {step} steps") if step else "untrained",
         "architecture": {
             "paper": "Mijares i Verdu et al. 2023, reduced-complexity multirate remote sensing "
                      "compression; Balle et al. 2018 scale hyperprior; Balle et al. 2019 integer networks",
