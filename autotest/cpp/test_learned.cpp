@@ -226,15 +226,27 @@ std::vector<double> samplesOf(const test::Scene& scene) {
   return std::vector<double>(values, values + scene.pixels.size() / 2);
 }
 
+// A 13-band EuroSAT MS image, its KLT and its components.
+struct StackKlt {
+  explicit StackKlt(const std::string& name)
+      : samples(samplesOf(readScene(name, DataType::UInt16, GDT_UInt16, 0, 0, 64, 64))),
+        plane(64 * 64),
+        transform(fitSpectralTransform(samples, 13, plane)),
+        components(forwardSpectral(transform, samples, plane)) {}
+  std::vector<double> samples;
+  size_t plane;
+  SpectralTransform transform;
+  std::vector<double> components;
+};
+
 // The KLT of a real 13-band EuroSAT MS stack: the inverse of the forward transform, with
 // the components rounded to float32 as the codec codes them, gives back every sample.
 TEST(SpectralTransform, InverseIsExactOnARealStack) {
-  const auto scene = readScene("eurosat_ms_residential.tif", DataType::UInt16, GDT_UInt16, 0, 0, 64, 64);
-  const std::vector<double> samples = samplesOf(scene);
-  const size_t plane = scene.shape.pixelsPerBand();
-  const SpectralTransform transform = fitSpectralTransform(samples, 13, plane);
-  const std::vector<double> components = forwardSpectral(transform, samples, plane);
-  const std::vector<float> stored(components.begin(), components.end());
+  const StackKlt klt("eurosat_ms_residential.tif");
+  const std::vector<double>& samples = klt.samples;
+  const size_t plane = klt.plane;
+  const SpectralTransform& transform = klt.transform;
+  const std::vector<float> stored(klt.components.begin(), klt.components.end());
   const std::vector<double> back = inverseSpectral(transform, stored.data(), plane);
   size_t mismatches = 0;
   for (size_t i = 0; i < samples.size(); ++i) mismatches += std::nearbyint(back[i]) != samples[i];
@@ -244,11 +256,9 @@ TEST(SpectralTransform, InverseIsExactOnARealStack) {
 // Components are decorrelated (up to the rounding of the weights to 1/127) and ordered by
 // variance, and the first carries most of it (Sentinel-2 bands are strongly correlated).
 TEST(SpectralTransform, ComponentsAreDecorrelatedAndOrdered) {
-  const auto scene = readScene("eurosat_ms_annualcrop_1601.tif", DataType::UInt16, GDT_UInt16, 0, 0, 64, 64);
-  const std::vector<double> samples = samplesOf(scene);
-  const size_t plane = scene.shape.pixelsPerBand();
-  const SpectralTransform transform = fitSpectralTransform(samples, 13, plane);
-  const std::vector<double> c = forwardSpectral(transform, samples, plane);
+  const StackKlt klt("eurosat_ms_annualcrop_1601.tif");
+  const size_t plane = klt.plane;
+  const std::vector<double>& c = klt.components;
   std::vector<double> mean(13, 0.0);
   for (int k = 0; k < 13; ++k) {
     for (size_t p = 0; p < plane; ++p) mean[k] += c[k * plane + p] / double(plane);
