@@ -63,8 +63,9 @@ cmake --build "$LEARNED" -j"$(nproc)" --target nsat_fuzz_learned nsat_fuzz_learn
 learned_corpus="$LEARNED/corpus"
 mkdir -p "$learned_corpus" "$LEARNED/artifacts" "$LEARNED/seed-files"
 learned_files=(autotest/golden/*multirate*.nsat autotest/golden/*fixed_quality*.nsat)
-# Conversions with the regular build's plugin and module, when present: both models, 1 to
-# 4 bands, Byte / UInt16 / Int16, every quality block, edge tiles, nodata collars. The
+# Conversions with the regular build's plugin and module, when present: every MULTIRATE
+# model, 1 to 4 bands (and KLT stacks), Byte / UInt16 / Int16 / Float32, every quality
+# block, edge tiles, nodata collars. The
 # FIXED_QUALITY targets are the harness's (29.5 dB for Byte, 50 dB for 16-bit).
 if [[ -f build/gdal_NSAT.so && -f build/nsat_learned.so ]]; then
   learned_seed() {  # NAME SOURCE gdal_translate-options...
@@ -86,6 +87,16 @@ if [[ -f build/gdal_NSAT.so && -f build/nsat_learned.so ]]; then
   learned_seed mr_ms3 eurosat_ms_residential.tif -b 2 -b 3 -b 4 "${mr[@]}" -co BLOCKSIZE=64
   learned_seed mr_i16 landsat_int16_custom_crs.tif -srcwin 0 0 64 48 "${mr[@]}" -co BLOCKSIZE=32
   learned_seed mr_s1 s1_grd_gcps_uint16.tif -srcwin 0 0 48 48 "${mr[@]}" -co BLOCKSIZE=16
+  # Float32 dB (the SAR model) and the spectral transform (payload version 2).
+  learned_seed mr_sar s1_vv_vh_db_float32.tif -srcwin 3 7 90 80 "${mr[@]}" -co BLOCKSIZE=32
+  learned_seed mr_sar_klt s1_vv_vh_db_float32.tif -srcwin 5 5 90 70 "${mr[@]}" \
+    -co SPECTRAL_TRANSFORM=KLT -co BLOCKSIZE=32 -co TARGET_BPP=1
+  learned_seed mr_ms4_klt eurosat_ms_annualcrop_1601.tif -b 1 -b 5 -b 9 -b 12 "${mr[@]}" \
+    -co BLOCKSIZE=32
+  learned_seed mr_i16_klt landsat_int16_custom_crs.tif -srcwin 10 10 48 48 "${mr[@]}" \
+    -co SPECTRAL_TRANSFORM=KLT -co BLOCKSIZE=16
+  learned_seed mr_ms16v1_klt eurosat_ms_residential.tif -b 4 -b 8 "${mr[@]}" \
+    -co MODEL=multirate-ms16 -co SPECTRAL_TRANSFORM=KLT -co BLOCKSIZE=64
   learned_seed fq_naip32 naip_4band_byte.tif -srcwin 300 200 96 64 "${fq8[@]}" \
     -co QUALITY_BLOCK=32 -co BLOCKSIZE=64
   learned_seed fq_rgb16 landsat7_rgb_byte.tif -srcwin 150 0 64 64 "${fq8[@]}" \

@@ -3,11 +3,18 @@
     python3 autotest/fuzz/learned_seeds.py OUT_DIR FILE.nsat...
 
 Every tile of every level of each MULTIRATE or FIXED_QUALITY file becomes one seed: the
-harness's 4 selector bytes (codec and model, FIXED_QUALITY's quality block, data type,
-tile width - 1, height - 1, bands - 1) followed by the tile's codec payload, with the
-tile framing (flags byte, nodata mask; container/FORMAT.md) stripped. Tiles wider or
-taller than 256 px, EMPTY tiles and band counts above 4 are skipped; so are files of
-other codecs. Prints how many seeds each file gave.
+harness's 4 selector bytes (codec and model, FIXED_QUALITY's quality block, MULTIRATE's
+variant, data type, tile width - 1, height - 1, bands - 1, or bands - 2 with the spectral
+transform) followed by the tile's codec payload, with the tile framing (flags byte,
+nodata mask; container/FORMAT.md) stripped. MULTIRATE files of multirate-rgb8,
+multirate-ms16, multirate-ms16-v2 and multirate-sar-db count, with or without
+"spectral_transform": "KLT"
+(payload version 2), Byte, UInt16, Int16 or Float32; the model's hash does not matter
+(the harness decodes with the installed version: seeds of another version still give
+its parsers real fields, and its mutator codes their symbols again). Tiles wider or
+taller than 256 px, EMPTY tiles, band counts the harness cannot select (above 4; 2 to 17
+with the spectral transform) and files of other codecs or models are skipped, with the
+reason. Prints how many seeds each file gave.
 """
 import hashlib
 import pathlib
@@ -17,20 +24,47 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
 from nsat_layout import NsatLayout  # noqa: E402
 
-MODELS = {"multirate-rgb8": 0, "multirate-ms16": 1}
+FQ_MODELS = {"multirate-rgb8": 0, "multirate-ms16": 1}  # bit 0 of the selector
+MS16_V2 = 32  # bit 5: multirate-ms16-v2 where the selector names multirate-ms16 (MULTIRATE)
+MODELS = dict(FQ_MODELS, **{"multirate-ms16-v2": 1 | MS16_V2})
 QUALITY_BLOCKS = {16: 0, 32: 1, 64: 2, 0: 3}
+# MULTIRATE's variants (selector bits 2-3) other than 0 (bit 0 the model): by model and
+# spectral transform, with the model's bit 5; in them bit 0 is set for integer samples,
+# clear for Float32.
+VARIANTS = {("multirate-sar-db", False): (1, 0), ("multirate-ms16", True): (2, 0),
+            ("multirate-ms16-v2", True): (2, MS16_V2), ("multirate-sar-db", True): (3, 0)}
+MAX_BANDS, SPECTRAL_BANDS = 4, range(2, 18)
 FLAG_MASK, FLAG_EMPTY = 1, 2
 
 
-def selector_byte(codec, header):
+def selection(codec, header):
+    """(selector byte 0, selector byte 3), or a reason why the harness cannot select it."""
     parameters = codec["parameters"]
+    data_type = header["raster"]["data_type"]
+    bands = header["raster"]["bands"]
+    spectral = codec["name"] == "MULTIRATE" and parameters.get("spectral_transform") == "KLT"
     if codec["name"] == "MULTIRATE":
-        value = MODELS[parameters["model"]]
+        model = parameters["model"]
+        if not spectral and model in MODELS and data_type != "Float32":
+            value = MODELS[model]
+        elif (model, spectral) in VARIANTS:
+            variant, bits = VARIANTS[model, spectral]
+            value = variant << 2 | bits | (0 if data_type == "Float32" else 1)
+        else:
+            return f"model {model} ({data_type}{', KLT' if spectral else ''}) is not fuzzed"
     else:
-        value = MODELS[parameters["base_model"]] | 2 | QUALITY_BLOCKS[parameters["quality_block"]] << 2
-    if header["raster"]["data_type"] == "Int16":
+        if parameters["base_model"] not in FQ_MODELS:
+            return f"FIXED_QUALITY on {parameters['base_model']} is not fuzzed"
+        value = FQ_MODELS[parameters["base_model"]] | 2 | QUALITY_BLOCKS[parameters["quality_block"]] << 2
+    if data_type == "Int16":
         value |= 16
-    return value
+    if spectral:
+        if bands not in SPECTRAL_BANDS:
+            return f"{bands} bands (the harness fuzzes the transform on 2 to 17)"
+        return value, bands - 2
+    if bands > MAX_BANDS:
+        return f"{bands} bands (the harness fuzzes 1 to {MAX_BANDS})"
+    return value, bands - 1
 
 
 def codec_bytes(payload):
@@ -45,14 +79,15 @@ def codec_bytes(payload):
 
 
 def seeds_of(path):
+    """The seeds of one file, and why it gave none (or None)."""
     layout = NsatLayout(path)
     codec = layout.header["codec"]
     if codec["name"] not in ("MULTIRATE", "FIXED_QUALITY"):
-        return []
-    bands = layout.header["raster"]["bands"]
-    if bands > 4:
-        return []
-    first = selector_byte(codec, layout.header)
+        return [], f"codec {codec['name']}"
+    selected = selection(codec, layout.header)
+    if isinstance(selected, str):
+        return [], selected
+    first, band_byte = selected
     raw = pathlib.Path(path).read_bytes()
     block_width, block_height = layout.block
     seeds = []
@@ -65,18 +100,18 @@ def seeds_of(path):
         payload = codec_bytes(raw[offset:offset + size])
         if payload is None:
             continue
-        seeds.append(bytes([first, width - 1, height - 1, bands - 1]) + payload)
-    return seeds
+        seeds.append(bytes([first, width - 1, height - 1, band_byte]) + payload)
+    return seeds, None
 
 
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     for path in sys.argv[2:]:
-        seeds = seeds_of(path)
+        seeds, skipped = seeds_of(path)
         for seed in seeds:
             (out / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
-        print(f"{path}: {len(seeds)} seeds")
+        print(f"{path}: {len(seeds)} seeds" + (f" (skipped: {skipped})" if skipped else ""))
 
 
 if __name__ == "__main__":
