@@ -70,7 +70,8 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "transform (PCA) per tile, stored in it, whose components the single-band model "
             "codes at one rate-distortion slope; AUTO: KLT from 4 bands on"),
         textOptionDeclaration("MODEL",
-                              "a folder in models/: multirate-rgb8 (default for Byte), "
+                              "a folder in models/: multirate-rgb8-v3 (default for Byte; "
+                              "multirate-rgb8 the first one), "
                               "multirate-ms16-v2 (default for UInt16/Int16; multirate-ms16 "
                               "the first one), multirate-sar-db (default for Float32: "
                               "Sentinel-1 backscatter in dB)")};

@@ -56,7 +56,7 @@ def test_rgb_scene_metadata_models_and_georeferencing(landsat7_q75):
     source = gdal.Open(data("landsat7_rgb_byte.tif"))
     assert dataset.GetMetadataItem("NSAT_CODEC", "IMAGE_STRUCTURE") == "MULTIRATE"
     assert dataset.GetMetadataItem("NSAT_MODELS", "IMAGE_STRUCTURE") == \
-        "multirate-rgb8:" + card_sha256("multirate-rgb8")
+        "multirate-rgb8-v3:" + card_sha256("multirate-rgb8-v3")
     assert dataset.GetGeoTransform() == source.GetGeoTransform()
     assert dataset.GetSpatialRef().IsSame(source.GetSpatialRef())
     assert float(dataset.GetMetadataItem("NSAT_BITS_PER_PIXEL", "IMAGE_STRUCTURE")) < 3.0
@@ -83,14 +83,14 @@ def test_quality_is_monotone_in_rate(tmp_path):
 
 
 def test_target_bpp_is_met(tmp_path):
-    target = translate(data("naip_4band_byte.tif"), tmp_path / "bpp.nsat", "TARGET_BPP=1.0",
+    target = translate(data("naip_4band_byte.tif"), tmp_path / "bpp.nsat", "TARGET_BPP=1.5",
                        "OVERVIEWS=NONE")
     dataset = gdal.Open(str(target))
     bpp = float(dataset.GetMetadataItem("NSAT_BITS_PER_PIXEL", "IMAGE_STRUCTURE"))
     # The target is for the codec payload; NSAT_BITS_PER_PIXEL also counts each tile's
     # flag byte and nodata mask (NAIP has nodata 0).
-    assert 0.75 < bpp <= 1.0 * 1.01, bpp
-    assert '"target_bpp":1.0' in dataset.GetMetadataItem("NSAT_CODEC_PARAMETERS", "IMAGE_STRUCTURE")
+    assert 0.75 * 1.5 < bpp <= 1.5 * 1.01, bpp
+    assert '"target_bpp":1.5' in dataset.GetMetadataItem("NSAT_CODEC_PARAMETERS", "IMAGE_STRUCTURE")
 
 
 def test_uint16_scene_uses_the_single_band_model(tmp_path):
@@ -162,23 +162,23 @@ def read_with_models(path, models_dir):
 
 def test_a_different_model_is_refused_by_name(landsat7_q75, tmp_path):
     altered = tmp_path / "models"
-    shutil.copytree(MODELS / "multirate-rgb8", altered / "multirate-rgb8")
-    card = altered / "multirate-rgb8" / "card.json"
+    shutil.copytree(MODELS / "multirate-rgb8-v3", altered / "multirate-rgb8-v3")
+    card = altered / "multirate-rgb8-v3" / "card.json"
     card.write_text(card.read_text() + "\n")
     result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
-    assert "multirate-rgb8" in result.stderr
+    assert "multirate-rgb8-v3" in result.stderr
     assert "not the one this file was written with" in result.stderr
 
 
 def test_a_damaged_model_file_is_refused_by_name(landsat7_q75, tmp_path):
     altered = tmp_path / "models"
-    shutil.copytree(MODELS / "multirate-rgb8", altered / "multirate-rgb8")
-    weights = altered / "multirate-rgb8" / "synthesis.pt"
+    shutil.copytree(MODELS / "multirate-rgb8-v3", altered / "multirate-rgb8-v3")
+    weights = altered / "multirate-rgb8-v3" / "synthesis.pt"
     weights.write_bytes(weights.read_bytes()[:-10])
     result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
-    assert "multirate-rgb8" in result.stderr and "synthesis.pt" in result.stderr
+    assert "multirate-rgb8-v3" in result.stderr and "synthesis.pt" in result.stderr
 
 
 def test_rasterio_reads_a_window(landsat7_q75):

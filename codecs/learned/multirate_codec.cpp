@@ -14,7 +14,7 @@ namespace nsat {
 
 namespace {
 
-constexpr const char* kRgbModel = "multirate-rgb8";
+constexpr const char* kRgbModel = "multirate-rgb8-v3";
 constexpr const char* kSingleBandModel = "multirate-ms16-v2";
 constexpr const char* kSarModel = "multirate-sar-db";
 // 1: band groups; 2: a spectral transform, then its components (files with
