@@ -95,7 +95,9 @@ def test_a_one_tile_wide_image_is_coded_on_several_threads(sources, tmp_path):
                             capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert result.returncode == 0, result.stderr
     ticks = json.loads(result.stdout)
-    busy = [t for t in ticks if t >= 0.1 * sum(ticks)]
+    # The busiest thread is the main one, which also imported GDAL and loaded LibTorch (on
+    # Debian 13's LibTorch 2.6 about half of all ticks): count the others that did a share.
+    busy = [t for t in ticks[1:] if t >= 0.05 * sum(ticks)]
     print(f"CPU ticks per thread (NUM_THREADS=4, 256 x 4096, 16 tiles at level 0): {ticks}")
     assert len(busy) >= 2, ticks
 
