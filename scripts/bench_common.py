@@ -1,6 +1,9 @@
 """What the benchmarks share: the machine they ran on, timing of commands in fresh
-processes, and pausing a background job (a training run) while they measure."""
+processes, pausing a background job (a training run) while they measure, file hashes and
+the paired test of two classifiers."""
 import contextlib
+import hashlib
+import math
 import os
 import platform
 import signal
@@ -25,6 +28,26 @@ def cpu_flags():
             if line.startswith("flags"):
                 return set(line.split(":", 1)[1].split())
     return set()
+
+
+def file_sha256(path):
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mcnemar_p(b, c):
+    """Two-sided exact McNemar (binomial) p-value for the discordant counts b, c."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    # Integers throughout: 2.0 ** n overflows a float beyond n = 1023 discordant images.
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)
+    return min(1.0, 2.0 * tail)
 
 
 def machine():

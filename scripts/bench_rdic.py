@@ -85,6 +85,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+from bench_common import file_sha256, mcnemar_p  # noqa: E402
+
 SECOND_DEFAULT = os.path.join(REPO, "scripts", "learned", "eval_models", "landcover-maxpool",
                               "classifier.pt")
 SECOND_FALLBACK = os.path.join(REPO, "runs", "classifier-maxpool", "export", "classifier.pt")
@@ -228,14 +231,6 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def lrp_rule(key):
     """The mask rule of an LRP row, in the keys of NSAT_CODEC_PARAMETERS."""
     options = dict(o.split("=", 1) for o in RDIC_LRP[key][1])
@@ -362,7 +357,7 @@ class Classifier:
             self.card = json.load(f)
         self.path = os.path.join(folder, "classifier.pt")
         self.name = self.card.get("id", os.path.basename(folder))
-        self.sha256 = sha256(self.path)
+        self.sha256 = file_sha256(self.path)
         self.module = torch.jit.load(self.path, map_location="cpu").eval()
         self.classes = list(self.card["classes"])
         arch = self.card["architecture"]
@@ -421,7 +416,7 @@ class PlainClassifier:
 
     def __init__(self, path, analysis_classes):
         self.path = path
-        self.sha256 = sha256(path)
+        self.sha256 = file_sha256(path)
         self.module = torch.jit.load(path, map_location="cpu").eval()
         card_path = os.path.join(os.path.dirname(path), "card.json")
         self.card = {}
@@ -902,7 +897,7 @@ def classify(results, store, analysis):
                        architecture=second.card.get("architecture"),
                        epochs=second.card.get("training", {}).get("epochs"),
                        seconds=time.perf_counter() - start, frozen_check=check,
-                       changed_during_run=sha256(path) != second.sha256)
+                       changed_during_run=file_sha256(path) != second.sha256)
     log(f"second classifier {second.name} ({os.path.relpath(path, REPO)}): {store.count} distinct "
         f"images in {e['second']['seconds']:.0f} s")
 
@@ -944,17 +939,6 @@ def load_cache(folder):
 # ---------------------------------------------------------------------------------------------
 # Accuracies, paired tests and the floors (from the per-image columns, so --report-only and
 # --second-only recompute them the same way).
-
-def mcnemar_p(b, c):
-    """Two-sided exact McNemar (binomial) p-value for the discordant counts b, c."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    # Integers throughout: 2.0 ** n overflows a float beyond n = 1023 discordant images.
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)
-    return min(1.0, 2.0 * tail)
-
 
 def verify_summary(records):
     """Per check: images, encodes, identical encodes, per-row counts; mismatches kept whole."""
@@ -1773,7 +1757,7 @@ def main():
             if not name.endswith("/"):
                 gdal.Unlink(f"{VSI}/{name}")
     results["eurosat"]["analysis_name"] = analysis.name
-    results["meta"]["classifier"]["changed_during_run"] = sha256(analysis.path) != analysis.sha256
+    results["meta"]["classifier"]["changed_during_run"] = file_sha256(analysis.path) != analysis.sha256
     # The classifiers run in a fresh process on the cached pixels: once the NSAT plugin has
     # loaded the MULTIRATE models into this process's LibTorch, torch.jit.freeze of another
     # module fails ("Couldn't find method forward"), and unfrozen the second classifier is

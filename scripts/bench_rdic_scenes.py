@@ -84,27 +84,11 @@ CELL = 16
 MODELS = ("analysis", "second")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import file_sha256, mcnemar_p  # noqa: E402
 
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
-
-
-def mcnemar_p(b, c):
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / (1 << n))
-
-
-def sha256(path):
-    import hashlib
-    d = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            d.update(chunk)
-    return d.hexdigest()
 
 
 def eurosat_percentiles():
@@ -437,7 +421,7 @@ def main():
         command=" ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
         load_at_start="/".join(f"{x:.2f}" for x in os.getloadavg()),
         analysis=dict(path=os.path.relpath(os.path.join(model_dir, "classifier.pt"), REPO),
-                      sha256=sha256(os.path.join(model_dir, "classifier.pt"))),
+                      sha256=file_sha256(os.path.join(model_dir, "classifier.pt"))),
         stretch_target=dict(percentiles_2_98=target, eurosat_train_images=n_eurosat),
         method=(f"RDIC: CODEC=RDIC RELEVANCE_WINDOW={ARGS.window} BLOCKSIZE={ARGS.blocksize} OVERVIEWS=NONE; "
                 "JPEG: NSAT CODEC=JPEG, same BLOCKSIZE, quality whose whole-file size is closest to "
@@ -464,7 +448,7 @@ def main():
     if path:
         second_predict, second_card = predictor(path, classes)
         results["meta"]["second"] = dict(path=os.path.relpath(path, REPO), name=second_card.get("id"),
-                                         sha256=sha256(path))
+                                         sha256=file_sha256(path))
         for name, wins in all_wins.items():
             all_labels[name]["second"] = {k: second_predict(v) for k, v in wins.items()}
     else:
