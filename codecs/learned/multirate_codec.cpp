@@ -201,8 +201,9 @@ class MultirateCodec final : public Codec {
       const uint8_t* stream;
       uint32_t length;
     };
+    const auto groups = engine_.groups(shape);
     std::vector<StoredGroup> stored;
-    for (size_t g = 0; g < engine_.groups(shape).size(); ++g) {
+    for (size_t g = 0; g < groups.size(); ++g) {
       StoredGroup group{equalSlope ? tileLambda : reader.float32(), {}, nullptr, 0};
       if (engine_.mapsSamples()) group.mapping = readSampleMapping(reader, shape.type, "MULTIRATE");
       group.length = equalSlope ? reader.varint() : reader.u32();
@@ -217,7 +218,6 @@ class MultirateCodec final : public Codec {
       for (const auto& group : stored) coarsest = std::max(coarsest, group.mapping.shift);
       for (auto& group : stored) group.lambda = componentLambda(tileLambda, group.mapping.shift, coarsest);
     }
-    const auto groups = engine_.groups(shape);
     for (size_t g = 0; g < groups.size(); ++g) {
       RansDecoder decoder(stored[g].stream, stored[g].length);
       const std::vector<int32_t> y = engine_.decodeLatent(decoder, height, width);
