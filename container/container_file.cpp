@@ -94,9 +94,19 @@ std::shared_ptr<ContainerReader> ContainerReader::open(const std::string& path) 
   if (crc32Of(headerBytes.data(), headerSize) != headerCrc) {
     throw Error("header checksum mismatch: the file is corrupt");
   }
+  // Byte 24 was reserved (0) in 1.0, which is the plain JSON encoding.
+  const uint8_t encoding = preamble[24];
+  if (encoding > uint8_t(HeaderEncoding::ZstdDictionary1)) {
+    throw Error("NSAT header encoding " + std::to_string(encoding) +
+                    " is not supported by this driver (a newer writer made the file)",
+                ErrorKind::NotSupported);
+  }
+  reader->headerEncoding_ = HeaderEncoding(encoding);
+  const std::string headerText = decodeHeader(headerBytes.data(), headerSize,
+                                              reader->headerEncoding_, kMaxHeaderSize);
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(headerBytes.begin(), headerBytes.end());
+    json = nlohmann::json::parse(headerText);
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("header is not valid JSON: ") + e.what());
   }
@@ -202,15 +212,13 @@ uint64_t ContainerReader::levelPayloadBytes(int level) const {
 
 // ---------------------------------------------------------------- writer
 
-ContainerWriter::ContainerWriter(const std::string& path, Header header, size_t headerReserve)
-    : path_(path), header_(std::move(header)) {
+ContainerWriter::ContainerWriter(const std::string& path, Header header, size_t headerReserve,
+                                 HeaderEncoding encoding)
+    : path_(path), header_(std::move(header)), encoding_(encoding), headerReserve_(headerReserve) {
   header_.validate();
-  std::string json = header_.toJson().dump();
-  if (json.size() + headerReserve > kMaxHeaderSize) {
+  if (header_.toJson().dump().size() + headerReserve > kMaxHeaderSize) {
     throw Error("header exceeds 16 MiB (too much metadata)", ErrorKind::NotSupported);
   }
-  json.append(headerReserve, ' ');  // JSON allows trailing white space
-  headerSize_ = json.size();
   // Everything is allocated before the temporary file exists, so a failed allocation
   // leaves nothing behind.
   levelFirstTile_ = firstTileOfEachLevel(header_);
@@ -218,29 +226,41 @@ ContainerWriter::ContainerWriter(const std::string& path, Header header, size_t 
   temporaryPath_ = path + "." + std::to_string(getpid()) + ".partial";
   file_ = VSIFOpenL(temporaryPath_.c_str(), "wb");
   if (!file_) throw Error("cannot create " + temporaryPath_, ErrorKind::FileIO);
-  indexOffset_ = kPreambleSize + json.size();
-  nextOffset_ = indexOffset_ + index_.size() * kIndexEntrySize;
+}
+
+ContainerWriter::~ContainerWriter() { abort(); }
+
+void ContainerWriter::writeLayoutStart(size_t reserve) {
+  const std::string json = header_.toJson().dump();
+  std::vector<uint8_t> stored = encodeHeader(json, encoding_);
+  if (reserve) stored = encodeHeader(json, encoding_, stored.size() + reserve);
+  headerSize_ = stored.size();
+  indexOffset_ = kPreambleSize + stored.size();
+  const uint64_t dataStart = indexOffset_ + index_.size() * kIndexEntrySize;
 
   uint8_t preamble[kPreambleSize] = {};
   std::memcpy(preamble, kMagic, sizeof(kMagic));
   putLE(preamble + 8, kFormatMajor, 2);
   putLE(preamble + 10, kFormatMinor, 2);
-  putLE(preamble + 12, json.size(), 4);
-  putLE(preamble + 16, crc32Of(reinterpret_cast<const uint8_t*>(json.data()), json.size()), 4);
+  putLE(preamble + 12, stored.size(), 4);
+  putLE(preamble + 16, crc32Of(stored.data(), stored.size()), 4);
   // Bytes 20..23 (index CRC) are written by commit().
-  try {
-    writeExactly(file_, preamble, sizeof(preamble));
-    writeExactly(file_, json.data(), json.size());
-    // Placeholder: the index is known only once every tile is written.
-    std::vector<uint8_t> zeros(index_.size() * kIndexEntrySize, 0);
-    writeExactly(file_, zeros.data(), zeros.size());
-  } catch (...) {
-    abort();
-    throw;
+  preamble[24] = uint8_t(encoding_);
+  writeExactly(file_, preamble, sizeof(preamble));
+  writeExactly(file_, stored.data(), stored.size());
+  // Placeholder: the index is known only once every tile is written.
+  std::vector<uint8_t> zeros(index_.size() * kIndexEntrySize, 0);
+  writeExactly(file_, zeros.data(), zeros.size());
+  // The held tiles, in the order they came; their offsets were relative to the data start.
+  for (TileEntry& tile : index_) {
+    if (tile.size) tile.offset += dataStart;
   }
+  for (const std::vector<uint8_t>& payload : heldTiles_) writeExactly(file_, payload.data(), payload.size());
+  nextOffset_ = dataStart + heldBytes_;
+  heldTiles_.clear();
+  heldTiles_.shrink_to_fit();
+  started_ = true;
 }
-
-ContainerWriter::~ContainerWriter() { abort(); }
 
 void ContainerWriter::writeTile(int level, int tileX, int tileY,
                                 const std::vector<uint8_t>& payload) {
@@ -248,9 +268,16 @@ void ContainerWriter::writeTile(int level, int tileX, int tileY,
   if (payload.empty() || payload.size() > UINT32_MAX) throw Error("tile payload size invalid");
   TileEntry& tile =
       index_.at(levelFirstTile_.at(level) + uint64_t(tileY) * header_.tilesAcross(level) + tileX);
-  tile.offset = nextOffset_;
   tile.size = static_cast<uint32_t>(payload.size());
   tile.crc32 = crc32Of(payload.data(), payload.size());
+  if (!started_) {
+    tile.offset = heldBytes_;
+    heldTiles_.push_back(payload);
+    heldBytes_ += payload.size();
+    if (heldBytes_ > kHeldTileBytes) writeLayoutStart(headerReserve_);
+    return;
+  }
+  tile.offset = nextOffset_;
   writeExactly(file_, payload.data(), payload.size());
   nextOffset_ += payload.size();
 }
@@ -258,20 +285,25 @@ void ContainerWriter::writeTile(int level, int tileX, int tileY,
 void ContainerWriter::rewriteHeader(const Header& header) {
   if (!file_) throw Error("writer is closed");
   header.validate();
-  std::string json = header.toJson().dump();
-  if (json.size() > headerSize_) throw Error("internal error: the header outgrew its reserve");
-  json.append(headerSize_ - json.size(), ' ');
+  if (!started_) {  // nothing written yet: the header is stored once, at its own size
+    header_ = header;
+    return;
+  }
+  const std::vector<uint8_t> stored = encodeHeader(header.toJson().dump(), encoding_, headerSize_);
+  if (stored.size() > headerSize_) throw Error("internal error: the header outgrew its reserve");
   uint8_t crc[4];
-  putLE(crc, crc32Of(reinterpret_cast<const uint8_t*>(json.data()), json.size()), 4);
+  putLE(crc, crc32Of(stored.data(), stored.size()), 4);
   seekForWriting(file_, 16);
   writeExactly(file_, crc, sizeof(crc));
   seekForWriting(file_, kPreambleSize);
-  writeExactly(file_, json.data(), json.size());
+  writeExactly(file_, stored.data(), stored.size());
+  seekForWriting(file_, nextOffset_);  // further tiles go after the ones written so far
   header_ = header;
 }
 
 void ContainerWriter::commit() {
   if (!file_) throw Error("writer is closed");
+  if (!started_) writeLayoutStart(0);
   std::vector<uint8_t> indexBytes;
   indexBytes.reserve(index_.size() * kIndexEntrySize);
   for (const TileEntry& tile : index_) {

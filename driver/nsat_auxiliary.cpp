@@ -3,10 +3,12 @@
 #include "driver/nsat_errors.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 
 #include "container/tile_payload.h"
+#include "metadata/scene_description.h"
 
 namespace nsat {
 
@@ -80,12 +82,7 @@ NSATAuxiliaryDataset::NSATAuxiliaryDataset(std::shared_ptr<const ContainerReader
     for (int i : {1, 2, 4, 5}) transform_[i] = image[size_t(i)] * cell;
     hasTransform_ = true;
   }
-  const std::string wkt = geo.value("crs_wkt", std::string());
-  if (!wkt.empty() && srs_.importFromWkt(wkt.c_str()) == OGRERR_NONE) {
-    srs_.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-  } else {
-    srs_.Clear();
-  }
+  if (!loadCrs(geo, "crs", srs_)) srs_.Clear();
   SetMetadataItem("NAME", description_.name.c_str());
   SetMetadataItem("DESCRIPTION", description_.description.c_str());
   SetMetadataItem("CELL_SIZE_PIXELS", std::to_string(cell).c_str());
@@ -170,6 +167,18 @@ AuxiliarySummary summariseTile(const Codec& codec, const TileShape& shape,
   return summary;
 }
 
+namespace {
+
+// The auxiliary values are floats: stored with a float's shortest digits ("37.7", not
+// "37.70000076293945"), which also bounds their length (placeholderAuxiliary).
+double shortFloat(double value) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof(text), float(value)).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+
+}  // namespace
+
 nlohmann::json storedAuxiliary(const AuxiliaryDescription& description,
                                const AuxiliarySummary& summary) {
   nlohmann::json json = {{"name", description.name},
@@ -179,10 +188,19 @@ nlohmann::json storedAuxiliary(const AuxiliaryDescription& description,
                          {"layers", description.layerNames},
                          {"cells", summary.cells}};
   if (summary.cells) {
-    json["mean"] = summary.mean();
-    json["min"] = summary.minimum;
-    json["max"] = summary.maximum;
+    json["mean"] = shortFloat(summary.mean());
+    json["min"] = shortFloat(summary.minimum);
+    json["max"] = shortFloat(summary.maximum);
   }
+  return json;
+}
+
+nlohmann::json placeholderAuxiliary(const AuxiliaryDescription& description) {
+  AuxiliarySummary widest;
+  widest.cells = std::numeric_limits<size_t>::max();
+  nlohmann::json json = storedAuxiliary(description, widest);
+  // The longest shortest-digits float text: "-1.17549435e-38".
+  for (const char* key : {"mean", "min", "max"}) json[key] = -double(std::numeric_limits<float>::min());
   return json;
 }
 

@@ -66,6 +66,9 @@ AuxiliarySummary summariseTile(const Codec& codec, const TileShape& shape,
 // time so that opening a file needs neither its codec nor a pass over its tiles.
 nlohmann::json storedAuxiliary(const AuxiliaryDescription& description,
                                const AuxiliarySummary& summary);
+// The same field with the widest numbers JSON can hold, written before the tiles so that
+// the final one takes its place.
+nlohmann::json placeholderAuxiliary(const AuxiliaryDescription& description);
 // False if the header has none (files written before it was stored); throws nsat::Error
 // if it is malformed.
 bool readStoredAuxiliary(const Header& header, AuxiliaryDescription& description,

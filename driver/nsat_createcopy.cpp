@@ -94,9 +94,10 @@ bool isCodecOption(const std::string& key) {
                      [&](const CodecDeclaration& codec) { return codec.readsOption(key); });
 }
 
-// Room in the header for the auxiliary raster's description and summary, which are
-// known only once every tile is coded.
-constexpr size_t kAuxiliaryHeaderReserve = 4096;
+// The auxiliary summary is known only once every tile is coded: a large file's header is
+// written first with placeholderAuxiliary() and this much room to spare, which covers the
+// final numbers' digits however badly they compress.
+constexpr size_t kAuxiliaryHeaderReserve = 64;
 
 }  // namespace
 
@@ -166,6 +167,7 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
       regionOfInterest.emplace(maskPath->second, header.width, header.height);
       encoding.regionOfInterest = &*regionOfInterest;
     }
+    if (auxiliary) header.auxiliary = placeholderAuxiliary(*auxiliary);
     ContainerWriter writer(filename, header, auxiliary ? kAuxiliaryHeaderReserve : 0);
     const AuxiliarySummary summary = encodeAllLevels(*source, writer, *codec, encoding,
                                                      auxiliary.has_value(), progress, progressData);

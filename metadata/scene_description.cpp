@@ -42,7 +42,6 @@ void applyMetadata(const nlohmann::json& domains, GDALMajorObject& object) {
 }
 
 std::string toWkt2(const OGRSpatialReference* srs) {
-  if (!srs || srs->IsEmpty()) return std::string();
   char* wkt = nullptr;
   const char* const options[] = {"FORMAT=WKT2_2019", nullptr};
   srs->exportToWkt(&wkt, options);
@@ -51,11 +50,47 @@ std::string toWkt2(const OGRSpatialReference* srs) {
   return text;
 }
 
-// A CRS read back keeps GIS axis order (x = easting/longitude), as GDAL datasets do.
-bool fromWkt(const std::string& wkt, OGRSpatialReference& srs) {
+// "EPSG:<code>" when the CRS is exactly an EPSG CRS (as GeoTIFF stores it: a code
+// instead of ~1.5 KB of WKT2), else empty.
+std::string epsgCode(const OGRSpatialReference& srs) {
+  const char* authority = srs.GetAuthorityName(nullptr);
+  const char* code = srs.GetAuthorityCode(nullptr);
+  if (!authority || !code || !EQUAL(authority, "EPSG")) return std::string();
+  OGRSpatialReference registered;
+  if (registered.importFromEPSG(atoi(code)) != OGRERR_NONE) return std::string();
+  const char* const criteria[] = {"CRITERION=EQUIVALENT", "IGNORE_DATA_AXIS_TO_SRS_AXIS_MAPPING=YES",
+                                  nullptr};
+  return srs.IsSame(&registered, criteria) ? std::string("EPSG:") + code : std::string();
+}
+
+// Stores a CRS under `key` ("EPSG:<code>") or `key`_wkt (WKT2 2019); nothing if none.
+void storeCrs(const OGRSpatialReference* srs, const std::string& key, nlohmann::json& geo) {
+  if (!srs || srs->IsEmpty()) return;
+  const std::string code = epsgCode(*srs);
+  if (!code.empty()) {
+    geo[key] = code;
+  } else {
+    geo[key + "_wkt"] = toWkt2(srs);
+  }
+}
+
+}  // namespace
+
+bool loadCrs(const nlohmann::json& geo, const std::string& key, OGRSpatialReference& srs) {
   srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  const auto text = [&](const std::string& name) {
+    const auto found = geo.find(name);
+    return found != geo.end() && found->is_string() ? found->get<std::string>() : std::string();
+  };
+  const std::string code = text(key);
+  if (STARTS_WITH_CI(code.c_str(), "EPSG:")) {
+    return srs.importFromEPSG(atoi(code.c_str() + 5)) == OGRERR_NONE;
+  }
+  const std::string wkt = text(key + "_wkt");
   return !wkt.empty() && srs.importFromWkt(wkt.c_str()) == OGRERR_NONE;
 }
+
+namespace {
 
 nlohmann::json numberOrString(double value) {
   if (std::isnan(value)) return "nan";
@@ -64,8 +99,9 @@ nlohmann::json numberOrString(double value) {
 }
 
 nlohmann::json bandToJson(GDALRasterBand& band) {
+  // Fields at their default are left out: they would cost a chip file a third of its bytes.
   nlohmann::json json;
-  json["description"] = band.GetDescription();
+  if (*band.GetDescription()) json["description"] = band.GetDescription();
   json["color_interpretation"] = GDALGetColorInterpretationName(band.GetColorInterpretation());
   int hasValue = FALSE;
   const double scale = band.GetScale(&hasValue);
@@ -81,7 +117,8 @@ nlohmann::json bandToJson(GDALRasterBand& band) {
     }
     json["color_table"] = entries;
   }
-  json["metadata"] = metadataToJson(band);
+  nlohmann::json metadata = metadataToJson(band);
+  if (!metadata.empty()) json["metadata"] = metadata;
   return json;
 }
 
@@ -114,8 +151,7 @@ void describeScene(GDALDataset& source, Header& header) {
   if (source.GetGeoTransform(transform) == CE_None) {
     geo["geotransform"] = std::vector<double>(transform, transform + 6);
   }
-  const std::string crs = toWkt2(source.GetSpatialRef());
-  if (!crs.empty()) geo["crs_wkt"] = crs;
+  storeCrs(source.GetSpatialRef(), "crs", geo);
   if (source.GetGCPCount() > 0) {
     nlohmann::json gcps = nlohmann::json::array();
     const GDAL_GCP* list = source.GetGCPs();
@@ -129,8 +165,7 @@ void describeScene(GDALDataset& source, Header& header) {
                       {"z", list[i].dfGCPZ}});
     }
     geo["gcps"] = gcps;
-    const std::string gcpCrs = toWkt2(source.GetGCPSpatialRef());
-    if (!gcpCrs.empty()) geo["gcp_crs_wkt"] = gcpCrs;
+    storeCrs(source.GetGCPSpatialRef(), "gcp_crs", geo);
   }
   header.georeferencing = geo;
 
@@ -153,7 +188,7 @@ void applySceneDescription(const Header& header, GDALPamDataset& dataset) {
     if (transform.size() == 6) dataset.SetGeoTransform(transform.data());
   }
   OGRSpatialReference srs;
-  if (fromWkt(geo.value("crs_wkt", std::string()), srs)) dataset.SetSpatialRef(&srs);
+  if (loadCrs(geo, "crs", srs)) dataset.SetSpatialRef(&srs);
   if (geo.contains("gcps")) {
     std::vector<GDAL_GCP> gcps;
     std::vector<std::string> texts;  // keeps the ids and infos alive for SetGCPs
@@ -173,7 +208,7 @@ void applySceneDescription(const Header& header, GDALPamDataset& dataset) {
       gcps.push_back(gcp);
     }
     OGRSpatialReference gcpSrs;
-    const bool hasGcpSrs = fromWkt(geo.value("gcp_crs_wkt", std::string()), gcpSrs);
+    const bool hasGcpSrs = loadCrs(geo, "gcp_crs", gcpSrs);
     dataset.SetGCPs(int(gcps.size()), gcps.data(), hasGcpSrs ? &gcpSrs : nullptr);
   }
   for (int i = 0; i < header.bands && i < int(header.bandDescriptions.size()); ++i) {

@@ -10,7 +10,7 @@ PACKAGES=(
   libgtest-dev googletest
   libtorch-dev libssl-dev time
   python3-gdal python3-numpy python3-pytest python3-rasterio python3-torch python3-matplotlib
-  python3-distributed
+  python3-distributed python3-zstandard
 )
 for option in "$@"; do
   case $option in

@@ -45,6 +45,11 @@ GOLDEN = {
                                     ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=64"]),
     "eurosat_ms_klt_multirate.nsat": ("eurosat_ms_residential.tif", None,
                                       ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=32"]),
+    # Format 1.1: compressed headers (header dictionary 1), the CRS by EPSG code.
+    "eurosat_forest_chip_multirate_v11.nsat": ("eurosat_rgb_forest.jpg", None,
+                                               ["CODEC=MULTIRATE", "QUALITY=75"]),
+    "eurosat_ms_epsg_lossless_v11.nsat": ("eurosat_ms_residential.tif", None,
+                                          ["CODEC=LOSSLESS", "BLOCKSIZE=32"]),
 }
 
 

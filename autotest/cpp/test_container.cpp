@@ -186,6 +186,138 @@ TEST(Container, CorruptionIsDetected) {
   VSIUnlink(bad.c_str());
 }
 
+// The dictionary is part of format 1.1: these are the bytes FORMAT.md names.
+TEST(HeaderEncoding, DictionaryOneNeverChanges) {
+  const std::string dictionary = headerDictionary(HeaderEncoding::ZstdDictionary1);
+  EXPECT_EQ(dictionary.size(), 26601u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(dictionary.data()), dictionary.size()),
+            0xBC9D3F82u);
+}
+
+TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
+  const auto bytes = fileBytes(writeSample("/vsimem/container_compact.nsat"));
+  EXPECT_EQ(getLE(bytes.data() + 8, 2), 1u);
+  EXPECT_EQ(getLE(bytes.data() + 10, 2), 1u);
+  EXPECT_EQ(bytes[24], uint8_t(HeaderEncoding::ZstdDictionary1));
+  const size_t stored = getLE(bytes.data() + 12, 4);
+  EXPECT_LT(stored, sampleHeader().toJson().dump().size() / 2);
+  const auto reader = ContainerReader::open("/vsimem/container_compact.nsat");
+  EXPECT_EQ(reader->header().toJson(), sampleHeader().toJson());
+  EXPECT_EQ(reader->headerEncoding(), HeaderEncoding::ZstdDictionary1);
+  VSIUnlink("/vsimem/container_compact.nsat");
+}
+
+// Files of format 1.0 (plain JSON, minor 0, byte 24 reserved) keep opening.
+TEST(HeaderEncoding, PlainJsonHeadersStillRead) {
+  const std::string path = "/vsimem/container_plain.nsat";
+  {
+    ContainerWriter writer(path, sampleHeader(), 0, HeaderEncoding::Json);
+    for (int level = 0; level < 2; ++level)
+      for (int y = 0; y < writer.header().tilesDown(level); ++y)
+        for (int x = 0; x < writer.header().tilesAcross(level); ++x) writer.writeTile(level, x, y, {7});
+    writer.commit();
+  }
+  auto bytes = fileBytes(path);
+  EXPECT_EQ(bytes[kPreambleSize], uint8_t('{'));
+  bytes[10] = 0;  // as a 1.0 writer left it
+  putFile(path, bytes);
+  const auto reader = ContainerReader::open(path);
+  EXPECT_EQ(reader->formatMinor(), 0);
+  EXPECT_EQ(reader->header().toJson(), sampleHeader().toJson());
+  VSIUnlink(path.c_str());
+}
+
+// A file larger than what the writer holds back is laid out as its tiles come: the
+// header gets its reserve, and a later header must fit in it.
+TEST(HeaderEncoding, ReserveTakesALaterLongerHeader) {
+  Header longer = sampleHeader();
+  longer.auxiliary = {{"name", "BLOCK_PSNR"}, {"mean", 37.7}, {"cells", 4}};
+  std::string noise;  // letters zstd cannot squeeze into the reserve
+  for (uint32_t state = 1; noise.size() < 4000;) {
+    state = state * 1103515245u + 12345u;
+    noise.push_back(char('a' + (state >> 16) % 26));
+  }
+  Header tooLong = sampleHeader();
+  tooLong.auxiliary = {{"name", noise}};
+  const std::vector<uint8_t> bigTile(5u << 20, 3);
+  for (HeaderEncoding encoding : {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1}) {
+    const std::string path = "/vsimem/container_reserve.nsat";
+    ContainerWriter writer(path, sampleHeader(), 64, encoding);
+    writer.writeTile(0, 0, 0, bigTile);
+    writer.rewriteHeader(longer);
+    EXPECT_THROW(writer.rewriteHeader(tooLong), Error);
+    for (int level = 0; level < 2; ++level)
+      for (int y = 0; y < longer.tilesDown(level); ++y)
+        for (int x = 0; x < longer.tilesAcross(level); ++x)
+          if (level || x || y) writer.writeTile(level, x, y, {7});
+    writer.commit();
+    const auto reader = ContainerReader::open(path);
+    EXPECT_EQ(reader->header().auxiliary, longer.auxiliary);
+    EXPECT_EQ(reader->readTile(0, 0, 0), bigTile);
+    EXPECT_EQ(reader->readTile(1, 1, 0), std::vector<uint8_t>{7});
+    VSIUnlink(path.c_str());
+  }
+}
+
+// A small file is laid out once, at commit: its header has its final size, no reserve.
+TEST(HeaderEncoding, SmallFilesStoreTheFinalHeaderOnly) {
+  const std::string path = "/vsimem/container_small.nsat";
+  Header longer = sampleHeader();
+  longer.auxiliary = {{"name", std::string(4000, 'x')}};
+  {
+    ContainerWriter writer(path, sampleHeader(), 64);
+    for (int level = 0; level < 2; ++level)
+      for (int y = 0; y < longer.tilesDown(level); ++y)
+        for (int x = 0; x < longer.tilesAcross(level); ++x) writer.writeTile(level, x, y, {7});
+    writer.rewriteHeader(longer);
+    writer.commit();
+  }
+  const auto bytes = fileBytes(path);
+  EXPECT_EQ(getLE(bytes.data() + 12, 4),
+            encodeHeader(longer.toJson().dump(), HeaderEncoding::ZstdDictionary1).size());
+  EXPECT_EQ(ContainerReader::open(path)->header().auxiliary, longer.auxiliary);
+  VSIUnlink(path.c_str());
+}
+
+TEST(HeaderEncoding, MalformedCompressedHeadersAreRefused) {
+  const std::string json = sampleHeader().toJson().dump();
+  const auto frame = encodeHeader(json, HeaderEncoding::ZstdDictionary1);
+  const size_t limit = 1 << 20;
+  EXPECT_EQ(decodeHeader(frame.data(), frame.size(), HeaderEncoding::ZstdDictionary1, limit), json);
+  auto trailing = encodeHeader(json, HeaderEncoding::ZstdDictionary1, frame.size() + 8);
+  EXPECT_EQ(decodeHeader(trailing.data(), trailing.size(), HeaderEncoding::ZstdDictionary1, limit),
+            json);
+  trailing.back() = 1;  // only zero bytes may follow the frame
+  EXPECT_THROW(decodeHeader(trailing.data(), trailing.size(), HeaderEncoding::ZstdDictionary1, limit),
+               Error);
+  EXPECT_THROW(decodeHeader(frame.data(), frame.size() - 1, HeaderEncoding::ZstdDictionary1, limit),
+               Error);
+  // The declared size is checked before the buffer is allocated.
+  EXPECT_THROW(decodeHeader(frame.data(), frame.size(), HeaderEncoding::ZstdDictionary1, 16), Error);
+  // A flipped byte gives an nsat::Error or other text, never a crash (the preamble's CRC
+  // stops it before this in a file).
+  for (size_t i = 0; i < frame.size(); ++i) {
+    auto bad = frame;
+    bad[i] ^= 0x10;
+    try {
+      (void)decodeHeader(bad.data(), bad.size(), HeaderEncoding::ZstdDictionary1, limit);
+    } catch (const Error&) {
+    }
+  }
+
+  // An encoding this reader does not know is refused by number.
+  auto bytes = fileBytes(writeSample("/vsimem/container_encoding.nsat"));
+  bytes[24] = 9;
+  putFile("/vsimem/container_encoding.nsat", bytes);
+  try {
+    ContainerReader::open("/vsimem/container_encoding.nsat");
+    ADD_FAILURE() << "an unknown header encoding opened";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::NotSupported);
+  }
+  VSIUnlink("/vsimem/container_encoding.nsat");
+}
+
 TEST(Crc32, MatchesTheStandardCheckValue) {
   const std::string text = "123456789";
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0xCBF43926u);

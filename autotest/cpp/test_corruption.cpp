@@ -108,7 +108,8 @@ TEST_P(DamagedGoldenFile, NeverCrashes) {
 INSTANTIATE_TEST_SUITE_P(Golden, DamagedGoldenFile,
                          ::testing::Values("eurosat_ms_lossless.nsat",
                                            "landsat7_collar_jpeg.nsat",
-                                           "s1_db_float32_lossless.nsat"),
+                                           "s1_db_float32_lossless.nsat",
+                                           "eurosat_ms_epsg_lossless_v11.nsat"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            std::string name = info.param;
                            return name.substr(0, name.find('.'));

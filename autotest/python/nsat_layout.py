@@ -10,9 +10,34 @@ import math
 import pathlib
 import struct
 
+import zstandard
+
 MAGIC = b"\x89NSAT\r\n\x1a"
 PREAMBLE_SIZE = 32
 INDEX_ENTRY = struct.Struct("<QII")               # offset, size, CRC-32 of one tile
+HEADER_DICTIONARY_1 = pathlib.Path(__file__).resolve().parents[2] / "container" / "header_dictionary_v1.txt"
+
+
+def header_text(raw):
+    """The header JSON text of a whole file's bytes: plain (encoding 0, format 1.0 and
+    1.1) or a zstd frame against header dictionary 1 (encoding 1, preamble byte 24)."""
+    header_size, = struct.unpack_from("<I", raw, 12)
+    stored = raw[PREAMBLE_SIZE:PREAMBLE_SIZE + header_size]
+    encoding = raw[24]
+    if encoding == 0:
+        return stored.decode("utf-8")
+    assert encoding == 1, f"unknown header encoding {encoding}"
+    dictionary = zstandard.ZstdCompressionDict(HEADER_DICTIONARY_1.read_bytes(),
+                                               dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    decoder = zstandard.ZstdDecompressor(dict_data=dictionary).decompressobj()
+    text = decoder.decompress(stored)
+    assert not decoder.unused_data.strip(b"\0"), "bytes after the header frame"
+    return text.decode("utf-8")
+
+
+def read_header(path):
+    """The header of a .nsat file as a dict."""
+    return json.loads(header_text(pathlib.Path(path).read_bytes()))
 
 
 class NsatLayout:
@@ -22,7 +47,7 @@ class NsatLayout:
         raw = pathlib.Path(path).read_bytes()
         assert raw[:8] == MAGIC, f"{path}: not a .nsat file"
         header_size, = struct.unpack_from("<I", raw, 12)
-        self.header = json.loads(raw[PREAMBLE_SIZE:PREAMBLE_SIZE + header_size])
+        self.header = json.loads(header_text(raw))
         self.size = len(raw)
         self.block = (self.header["raster"]["block_width"], self.header["raster"]["block_height"])
         self.levels = [tuple(level) for level in self.header["levels"]]

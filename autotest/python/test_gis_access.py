@@ -15,6 +15,7 @@ from rasterio.windows import Window
 from osgeo import gdal
 
 from conftest import data, run_gdal
+from nsat_layout import NsatLayout, read_header
 
 
 # ---------------------------------------------------------------- helpers
@@ -39,26 +40,12 @@ def directory_listing(directory):
 
 
 def tile_index(path):
-    """(offset, size) of every tile payload, from the container layout in FORMAT.md:
-    32-byte preamble (u32 header size at byte 12), JSON header, 16-byte index entries
-    (u64 offset, u32 size, u32 crc32)."""
-    raw = pathlib.Path(path).read_bytes()
-    header_size = struct.unpack_from("<I", raw, 12)[0]
-    header = json.loads(raw[32:32 + header_size])
-    block_w = header["raster"]["block_width"]
-    block_h = header["raster"]["block_height"]
-    entries = []
-    position = 32 + header_size
-    for level, (width, height) in enumerate(header["levels"]):
-        across = -(-width // block_w)
-        down = -(-height // block_h)
-        for tile_y in range(down):
-            for tile_x in range(across):
-                offset, size, _ = struct.unpack_from("<QII", raw, position)
-                entries.append({"level": level, "x": tile_x, "y": tile_y,
-                                "offset": offset, "size": size})
-                position += 16
-    return header, entries
+    """The header and (offset, size) of every tile payload, in file order, from the
+    container layout parsed independently of the driver (nsat_layout.py)."""
+    layout = NsatLayout(path)
+    entries = [{"level": level, "x": tile_x, "y": tile_y, "offset": offset, "size": size}
+               for (level, tile_x, tile_y), (offset, size) in layout.tiles.items()]
+    return layout.header, entries
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,23 @@ def test_golden_file_decodes_to_recorded_pixels(name):
     assert pixel_md5(str(GOLDEN_DIR / name)) == entry["pixels_md5"]
 
 
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_golden_file_keeps_the_source_georeferencing(name):
+    entry = MANIFEST[name]
+    source = gdal.Open(data(entry["source"]))
+    golden = gdal.Open(str(GOLDEN_DIR / name))
+    x, y = (entry["window"] or [0, 0])[:2]
+    if source.GetSpatialRef() is None:
+        assert golden.GetSpatialRef() is None
+    else:
+        assert golden.GetSpatialRef().IsSame(source.GetSpatialRef())
+        t = source.GetGeoTransform()
+        expected = (t[0] + x * t[1] + y * t[2], t[1], t[2], t[3] + x * t[4] + y * t[5], t[4], t[5])
+        assert golden.GetGeoTransform() == pytest.approx(expected, rel=1e-12)
+    if entry["window"] is None:
+        assert golden.GetGCPCount() == source.GetGCPCount()
+
+
 @pytest.mark.parametrize("name", sorted(n for n in MANIFEST if "CODEC=LOSSLESS" in MANIFEST[n]["options"]))
 def test_lossless_golden_file_equals_its_source(name):
     entry = MANIFEST[name]

@@ -69,17 +69,29 @@ SynthesisArithmetic synthesisArithmetic(const ModelFolder& folder) {
   throw Error("model " + folder.id + ": unknown synthesis_arithmetic '" + name + "'");
 }
 
-// The card's "gain_activation" (and "gain_floor"): "relu" for cards without it.
+// The card's "gain_activation" (and "gain_floor"): "relu" for cards without it; and its
+// "demodulation": "inverse_of_modulation" for tied gains (older cards hold a description
+// there, which means a learned demodulation net).
 GainActivation gainActivation(const ModelFolder& folder) {
   const auto& architecture = folder.card.at("architecture");
+  GainActivation activation;
+  const auto demodulation = architecture.find("demodulation");
+  activation.inverse = demodulation != architecture.end() && demodulation->is_string() &&
+                       demodulation->get<std::string>() == "inverse_of_modulation";
   const std::string name = architecture.value("gain_activation", "relu");
-  if (name == "relu") return {};
+  if (name == "relu") {
+    // A ReLU gain can be 0, and a tied decoder divides by it.
+    if (activation.inverse) throw Error("model " + folder.id + ": tied gains need gain_activation positive");
+    return activation;
+  }
   if (name == "positive") {
     const auto floor = architecture.find("gain_floor");
     if (floor == architecture.end() || !floor->is_number() || !(floor->get<double>() > 0)) {
       throw Error("model " + folder.id + ": gain_activation positive needs a gain_floor > 0");
     }
-    return {true, floor->get<float>()};
+    activation.positive = true;
+    activation.floor = floor->get<float>();
+    return activation;
   }
   throw Error("model " + folder.id + ": unknown gain_activation '" + name + "'");
 }

@@ -143,6 +143,7 @@ std::vector<float> SynthesisNetwork::demodulationGain(float lambda) const {
       const float floor = gainActivation_.floor;
       gain[o] = sum >= 0.0f ? sum + floor : floor / (1.0f - sum / floor);
     }
+    if (gainActivation_.inverse) gain[o] = 1.0f / gain[o];  // positive gains: never 0
   }
   return gain;
 }

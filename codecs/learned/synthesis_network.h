@@ -25,9 +25,12 @@ namespace nsat {
 // The demodulation net's last activation (the card's "gain_activation"): ReLU for the
 // first models; "positive" (x + floor for x >= 0, floor / (1 - x / floor) below) for
 // models trained since, which cannot cut a channel off.
+// With `inverse` (tied gains: the card's "demodulation": "inverse_of_modulation") the net
+// is a copy of the modulation net and the gain on y_hat is 1 / its output.
 struct GainActivation {
   bool positive = false;
   float floor = 0;
+  bool inverse = false;
 };
 
 class SynthesisNetwork {

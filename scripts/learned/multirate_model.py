@@ -441,20 +441,41 @@ def index_to_scale(idx: torch.Tensor) -> torch.Tensor:
 # The codec
 
 
+DEMODULATIONS = ("learned", "inverse")
+
+
 class MultirateCodec(nn.Module):
+    """``demodulation``: "learned", a second gain net (the first models), or "inverse", the
+    decoder's gain is 1 / the modulation gain, so y_hat * gain = round(y * m) / m is y
+    quantised with step 1/m: the decoder always sees the analysis output at the precision
+    lambda paid for, and a larger gain can only bring it closer (no quality plateau from
+    gain nets that disagree; scripts/learned/README.md, "Tied gains")."""
+
     def __init__(self, bands: int, lambda_min: float, lambda_max: float,
-                 n: int = N_FILTERS, m: int = M_LATENT, gain_activation: str = "relu"):
+                 n: int = N_FILTERS, m: int = M_LATENT, gain_activation: str = "relu",
+                 demodulation: str = "learned"):
         super().__init__()
+        if demodulation not in DEMODULATIONS:
+            raise ValueError(f"demodulation {demodulation!r} is not one of {DEMODULATIONS}")
         self.bands, self.n, self.m = bands, n, m
         self.gain_activation = gain_activation
+        self.tied = demodulation == "inverse"
         self.lambda_min, self.lambda_max = float(lambda_min), float(lambda_max)
         self.g_a = make_analysis(bands, n, m)
         self.g_s = make_synthesis(bands, n, m)
         self.h_a = HyperAnalysis(n, m)
         self.h_s = IntHyperSynthesis(n, m)
         self.modulation = GainNet(m, activation=gain_activation)
-        self.demodulation = GainNet(m, activation=gain_activation)
+        self.demodulation = None if self.tied else GainNet(m, activation=gain_activation)
         self.prior = FactorizedPrior(n)
+
+    def demodulation_gain(self, lam_n: torch.Tensor) -> torch.Tensor:
+        if self.tied:
+            return 1.0 / self.modulation(lam_n)
+        return self.demodulation(lam_n)
+
+    def gain_nets(self):
+        return [self.modulation] + ([] if self.tied else [self.demodulation])
 
     def lam_tensor(self, lam: float, device) -> torch.Tensor:
         return torch.tensor([lam / self.lambda_max], dtype=torch.float32, device=device)
@@ -485,7 +506,7 @@ class MultirateCodec(nn.Module):
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_lik = gaussian_likelihood(y_noisy, index_to_scale(idx))
         y_hat = ste_round(y)
-        x_hat = self.g_s(y_hat * self.demodulation(lam_n).view(1, -1, 1, 1))
+        x_hat = self.g_s(y_hat * self.demodulation_gain(lam_n).view(1, -1, 1, 1))
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
     @torch.no_grad()
@@ -505,7 +526,7 @@ class MultirateCodec(nn.Module):
         y_bits = -torch.log2(gaussian_likelihood(s["y_sym"], index_to_scale(s["idx"].float())))
         z_bits = -torch.log2(self.prior.likelihood(s["z_sym"]))
         lam_n = self.lam_tensor(lam, x.device)
-        x_hat = self.g_s(s["y_sym"] * self.demodulation(lam_n).view(1, -1, 1, 1))
+        x_hat = self.g_s(s["y_sym"] * self.demodulation_gain(lam_n).view(1, -1, 1, 1))
         pixels = x.shape[2] * x.shape[3]
         return {"x_hat": x_hat,
                 "bpp_y": y_bits.sum(dim=(1, 2, 3)) / pixels,
@@ -603,21 +624,27 @@ class ExportHyperAnalysis(nn.Module):
 
 class ExportSynthesis(nn.Module):
     """(y_hat float32 (B, 192, h, w), lam (1,)) -> x_hat raw float32 (B, C, 16h, 16w),
-    clamped to [0, output_max]; the caller rounds to the sample type."""
+    clamped to [0, output_max]; the caller rounds to the sample type. With tied gains
+    (``inverse_gain``) ``demodulation`` is a copy of the modulation net and the gain is
+    its inverse (the card says "demodulation": "inverse_of_modulation")."""
 
     input_scale: float
     lambda_max: float
     output_max: float
+    inverse_gain: bool
 
     def __init__(self, codec: MultirateCodec, input_scale: float, output_max: float):
         super().__init__()
         self.g_s = _freeze(codec.g_s)
-        self.demodulation = _copy_gain(codec.demodulation)
+        self.inverse_gain = codec.tied
+        self.demodulation = _copy_gain(codec.modulation if codec.tied else codec.demodulation)
         self.input_scale = float(input_scale)
         self.lambda_max = codec.lambda_max
         self.output_max = float(output_max)
 
     def forward(self, y_hat: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         gain = self.demodulation((lam / self.lambda_max).reshape(1, 1))
+        if self.inverse_gain:
+            gain = 1.0 / gain
         x = self.g_s(y_hat * gain.reshape(1, -1, 1, 1)) / self.input_scale
         return torch.clamp(x, 0.0, self.output_max)

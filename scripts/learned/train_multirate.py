@@ -70,8 +70,9 @@ sys.path.insert(0, HERE)
 
 import datasets  # noqa: E402
 import integer_hyper_synthesis as ihs  # noqa: E402
-from multirate_model import (GAIN_ACTIVATIONS, GAIN_FLOOR, M_LATENT, N_FILTERS,  # noqa: E402
+from multirate_model import (DEMODULATIONS, GAIN_ACTIVATIONS, GAIN_FLOOR, M_LATENT, N_FILTERS,  # noqa: E402
                              ExportAnalysis, ExportHyperAnalysis, ExportSynthesis, MultirateCodec,
+                             PositiveGain,
                              rate_distortion, scale_table)
 
 CKPT_VERSION = 2
@@ -100,6 +101,13 @@ def parse_args(argv=None):
     p.add_argument("--eval-lambda-count", type=int, default=4, help="log-spaced evaluation lambdas")
     p.add_argument("--no-holdout-eval", action="store_true",
                    help="mix: skip the hold-out scene evaluation")
+    p.add_argument("--demodulation", choices=DEMODULATIONS, default="learned",
+                   help="decoder gain: a second gain net (learned) or 1 / the modulation gain "
+                        "(inverse: y quantised with step 1/gain, no quality plateau)")
+    p.add_argument("--tie-at-lambda", type=float, default=0.2,
+                   help="--demodulation inverse with --init-from a learned-demodulation model: "
+                        "the source's modulation x demodulation product at this lambda is folded "
+                        "into g_s's first layer, so the tied model decodes like the source there")
     p.add_argument("--gain-activation", choices=GAIN_ACTIVATIONS, default="positive",
                    help="last activation of the gain nets (multirate_model.PositiveGain); relu "
                         "is the first models' (dead channels)")
@@ -170,7 +178,27 @@ def evaluate_holdout(model, crops, lambdas, device):
     return points
 
 
-def warm_start(model, src_dir):
+@torch.no_grad()
+def tie_gains(model, state, lam):
+    """Warm start of a tied-gain model from a learned-demodulation one: the source decodes
+    g_s(round(y m) d) = g_s(round(y m) / m * (m d)), so g_s's first convolution takes the
+    product p = m d at `lam` on each input channel and the tied model decodes exactly like
+    the source at that lambda. Channels the source's decoder ignored (p ~ 0) start silent
+    but, unlike a dead ReLU gain, still learn. Drops the demodulation weights from `state`."""
+    def gain(prefix):
+        lam_n = torch.tensor([[lam / model.lambda_max]])
+        h = torch.relu(lam_n @ state[prefix + "fc1.weight"].t() + state[prefix + "fc1.bias"])
+        pre = h @ state[prefix + "fc2.weight"].t() + state[prefix + "fc2.bias"]
+        return PositiveGain()(pre) if model.gain_activation != "relu" else torch.relu(pre)
+    product = (gain("modulation.") * gain("demodulation.")).reshape(-1)
+    state["g_s.0.weight"] = state["g_s.0.weight"] * product.view(1, -1, 1, 1)
+    for k in [k for k in state if k.startswith("demodulation.")]:
+        del state[k]
+    return {"lambda": lam, "channels_with_product_over_1e-3": int((product > 1e-3).sum()),
+            "product_median": float(product.median())}
+
+
+def warm_start(model, src_dir, tie_lambda=0.2):
     """Load an exported MULTIRATE folder into a fresh MultirateCodec (same bands/N/M).
 
     * g_a, h_a, g_s: the TorchScript state dicts map 1:1 (FrozenGDN holds the effective
@@ -205,6 +233,14 @@ def warm_start(model, src_dir):
     ratio = model.lambda_max / lmax_src
     for net in ("modulation", "demodulation"):
         state[f"{net}.fc1.weight"] = (state[f"{net}.fc1.weight"].double() * ratio).float()
+    source_tied = card["architecture"].get("demodulation") == "inverse_of_modulation"
+    if model.tied and not source_tied:
+        diag["tied_at_lambda"] = tie_gains(model, state, tie_lambda)
+    elif model.tied != source_tied:
+        raise SystemExit(f"--init-from {src_dir}: a tied-gain model cannot become a learned one")
+    elif model.tied:
+        for k in [k for k in state if k.startswith("demodulation.")]:
+            del state[k]
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith(("h_s.", "prior."))]
     if missing:
@@ -238,7 +274,7 @@ def truncate_lambda_range(model, lambda_max):
     """Makes `lambda_max` the model's top lambda, with the same gains for every lambda: the
     nets see lam / lambda_max, so fc1's weights are scaled by lambda_max / the old top."""
     ratio = lambda_max / model.lambda_max
-    for net in (model.modulation, model.demodulation):
+    for net in model.gain_nets():
         net.fc1.weight.mul_(ratio)
     model.lambda_max = float(lambda_max)
 
@@ -257,7 +293,7 @@ def revive_dead_channels(model, probes=32):
         return 0
     live_gain = float(pre[:, ~dead].clamp_min(0).median()) if bool((~dead).any()) else 1.0
     live_gain = max(live_gain, 4 * GAIN_FLOOR)
-    for net, gain in ((model.modulation, live_gain), (model.demodulation, 1.0 / live_gain)):
+    for net, gain in zip(model.gain_nets(), (live_gain, 1.0 / live_gain)):
         net.fc2.weight[dead] = 0.0
         net.fc2.bias[dead] = gain - GAIN_FLOOR    # PositiveGain adds the floor back
     return int(dead.sum())
@@ -341,7 +377,7 @@ def make_optimisers(model, args):
     on the prior's quantiles (--lr-aux). Returns (opt, aux_opt, lr_factors). Also used by
     gpu_train.py."""
     prior_params = model.prior_density_parameters()
-    gain_params = list(model.modulation.parameters()) + list(model.demodulation.parameters())
+    gain_params = [p for net in model.gain_nets() for p in net.parameters()]
     special = {id(p) for p in prior_params + gain_params}
     lr_factors = [1.0, (args.lr_prior / args.lr) if args.lr_prior else 1.0,
                   (args.lr_gain / args.lr) if args.lr_gain else 1.0]
@@ -482,7 +518,7 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
     checks = {
         "analysis_torchscript_max_abs_diff": float((y_ts - y_ref).abs().max()),
         "synthesis_torchscript_vs_python_max_abs_diff_raw_units": float(
-            (x_ts - (model.g_s(sym["y_sym"] * model.demodulation(
+            (x_ts - (model.g_s(sym["y_sym"] * model.demodulation_gain(
                 model.lam_tensor(args.lambda_max, "cpu")).view(1, -1, 1, 1)) / scale).clamp(0, out_max)).abs().max()),
         "hs_integer_vs_torch_exact_mismatches": int(
             (torch.from_numpy(idx_int)[None].double() != model.scale_indices(
@@ -508,7 +544,11 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
                            if args.gain_activation == "relu" else
                            "lambda/lambda_max -> Dense(64, ReLU) -> Dense(M, positive) = gain on y; "
                            f"positive(x) = x + d for x >= 0, d / (1 - x/d) below, d = {GAIN_FLOOR}"),
-            "demodulation": "same shape, output multiplies y_hat before g_s",
+            # The C++ decoder's gain on y_hat: the net in synthesis.pt ("learned", cards
+            # without the field) or 1 / that net, a copy of the modulation net (tied gains).
+            "demodulation": "inverse_of_modulation" if model.tied else "learned",
+            "demodulation_net": ("the modulation net; the gain on y_hat is 1 / its output" if model.tied
+                                 else "same shape, output multiplies y_hat before g_s"),
             # The C++ decoder's demodulation activation; cards without it mean "relu".
             "gain_activation": args.gain_activation,
             "gain_floor": GAIN_FLOOR if args.gain_activation == "positive" else None,
@@ -616,7 +656,8 @@ def main(argv=None):
         train_ds = datasets.make_dataset(args.data, args.bands, "train", cache=args.cache)
         test_ds = datasets.make_dataset(args.data, args.bands, "test")
     model = MultirateCodec(args.bands, args.lambda_min, args.lambda_max,
-                           gain_activation=args.gain_activation).to(device)
+                           gain_activation=args.gain_activation,
+                           demodulation=args.demodulation).to(device)
     opt, aux_opt, lr_factors = make_optimisers(model, args)
     holdout = []
     if args.source == "mix":
@@ -632,6 +673,8 @@ def main(argv=None):
     config = {"bands": args.bands, "lambda_min": args.lambda_min, "lambda_max": args.lambda_max,
               "N": N_FILTERS, "M": M_LATENT, "source": args.source,
               "gain_activation": args.gain_activation}
+    if args.demodulation != "learned":   # older checkpoints have no such key
+        config["demodulation"] = args.demodulation
     if args.source == "mix":
         # Everything that changes the batch sequence: a resume with other values would not
         # continue the same stream.
@@ -669,7 +712,7 @@ def main(argv=None):
     if args.init_from and not resumed:
         # The warm start uses its own RNG streams only through torch's default generator
         # (Adam is deterministic); reseed afterwards so the run is reproducible either way.
-        init_info, src_card = warm_start(model, args.init_from)
+        init_info, src_card = warm_start(model, args.init_from, args.tie_at_lambda)
         torch.manual_seed(args.seed)
         if args.init_eval_images:
             src_lams = [p["lambda"] for p in src_card.get("rd_points", [])] or eval_lambdas(args.lambda_min, args.lambda_max)

@@ -1,0 +1,32 @@
+// How the header JSON is stored on disk (FORMAT.md, "Header encodings"): as plain UTF-8
+// (format 1.0), or as one zstd frame compressed against a fixed dictionary of typical
+// headers (format 1.1), which brings a small file's header from ~700 bytes to ~60.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace nsat {
+
+enum class HeaderEncoding : uint8_t {
+  Json = 0,             // UTF-8 JSON, then optional trailing spaces
+  ZstdDictionary1 = 1,  // zstd frame against header dictionary 1, then optional zero bytes
+};
+
+// The bytes of header dictionary `encoding` (container/header_dictionary_v1.txt, built into
+// the library); empty for Json. A dictionary's bytes never change once files use it: a new
+// one gets a new encoding number.
+std::string headerDictionary(HeaderEncoding encoding);
+
+// Encodes header JSON text, then pads it to at least `minimumSize` bytes (spaces for
+// Json, zero bytes after the frame otherwise) so that a later header can replace it.
+std::vector<uint8_t> encodeHeader(const std::string& json, HeaderEncoding encoding,
+                                  size_t minimumSize = 0);
+
+// Decodes stored header bytes to JSON text; throws nsat::Error on anything malformed,
+// checking the declared decoded size against `maxDecodedSize` before allocating.
+std::string decodeHeader(const uint8_t* bytes, size_t size, HeaderEncoding encoding,
+                         size_t maxDecodedSize);
+
+}  // namespace nsat
