@@ -69,12 +69,17 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "decorrelate the bands of a 16-bit or Float32 stack first: a Karhunen-Loeve "
             "transform (PCA) per tile, stored in it, whose components the single-band model "
             "codes at one rate-distortion slope; AUTO: KLT from 4 bands on"),
+        choiceOptionDeclaration(
+            "SAMPLE_TRANSFORM", {"NONE", "AMPLITUDE_DB"}, "NONE",
+            "AMPLITUDE_DB: UInt16 SAR amplitude (Sentinel-1 GRD DN) coded as 20 log10(DN) by "
+            "the SAR model (its default MODEL), decoded as round(10^(dB/20)); DN 0 stays 0"),
         textOptionDeclaration("MODEL",
                               "a folder in models/: multirate-rgb8-v3 (default for Byte; "
                               "multirate-rgb8 the first one), "
                               "multirate-ms16-v2 (default for UInt16/Int16; multirate-ms16 "
                               "the first one), multirate-sar-db (default for Float32: "
-                              "Sentinel-1 backscatter in dB)")};
+                              "Sentinel-1 backscatter in dB, and for SAMPLE_TRANSFORM="
+                              "AMPLITUDE_DB)")};
 
     CodecDeclaration fixedQuality;
     fixedQuality.name = "FIXED_QUALITY";

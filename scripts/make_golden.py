@@ -50,6 +50,11 @@ GOLDEN = {
                                                ["CODEC=MULTIRATE", "QUALITY=75"]),
     "eurosat_ms_epsg_lossless_v11.nsat": ("eurosat_ms_residential.tif", None,
                                           ["CODEC=LOSSLESS", "BLOCKSIZE=32"]),
+    # UInt16 SAR amplitude coded in dB by the SAR model (sample_transform AMPLITUDE_DB).
+    "s1_grd_amplitude_db_multirate_v11.nsat": ("s1_grd_gcps_uint16.tif", [768, 0, 256, 256],
+                                               ["CODEC=MULTIRATE", "QUALITY=60",
+                                                "SAMPLE_TRANSFORM=AMPLITUDE_DB",
+                                                "MODEL=multirate-sar-db", "BLOCKSIZE=128"]),
 }
 
 

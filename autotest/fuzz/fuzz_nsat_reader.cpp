@@ -5,7 +5,10 @@
 // after libFuzzer's own mutation the header CRC, every in-file tile's CRC and the index
 // CRC are recomputed. Mutations thus reach the JSON header, the index, the nodata mask
 // and the payload parsers of the built-in codecs (LOSSLESS, JPEG, RDIC) instead of
-// stopping at the first checksum. Learned codecs need LibTorch and are not built here.
+// stopping at the first checksum. A format-1.1 compressed header is mutated as JSON half
+// of the time (decompressed, mutated, compressed again, the file laid out around it), so
+// that mutations reach the JSON parser through the zstd frame. Learned codecs need
+// LibTorch and are not built here.
 //
 // Built by scripts/fuzz.sh (clang, -fsanitize=fuzzer,address,undefined).
 #include <cstdint>
@@ -19,6 +22,7 @@
 
 #include "container/byte_order.h"
 #include "container/container_file.h"
+#include "container/header_encoding.h"
 
 extern "C" void GDALRegister_NSAT();
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t maxSize);
@@ -48,6 +52,47 @@ void repairChecksums(uint8_t* data, size_t size) {
     ++entries;
   }
   nsat::putLE(data + 20, nsat::crc32Of(data + indexOffset, size_t(entries * nsat::kIndexEntrySize)), 4);
+}
+
+// Mutates the JSON inside a compressed header and writes the file back with the new
+// frame, index offsets shifted by the change in size; 0 if the input has no such header.
+size_t mutateCompressedHeader(uint8_t* data, size_t size, size_t maxSize) {
+  using nsat::kPreambleSize;
+  if (size < kPreambleSize || !nsat::hasNsatMagic(data, size) ||
+      data[24] != uint8_t(nsat::HeaderEncoding::ZstdDictionary1)) {
+    return 0;
+  }
+  const size_t headerSize = size_t(nsat::getLE(data + 12, 4));
+  if (headerSize == 0 || kPreambleSize + headerSize > size) return 0;
+  std::string json;
+  std::vector<uint8_t> stored;
+  try {
+    json = nsat::decodeHeader(data + kPreambleSize, headerSize, nsat::HeaderEncoding::ZstdDictionary1,
+                              size_t(1) << 20);
+    std::vector<uint8_t> text(json.begin(), json.end());
+    text.resize(json.size() + 256);
+    text.resize(LLVMFuzzerMutate(text.data(), json.size(), text.size()));
+    stored = nsat::encodeHeader(std::string(text.begin(), text.end()),
+                                nsat::HeaderEncoding::ZstdDictionary1);
+  } catch (const std::exception&) {
+    return 0;
+  }
+  const size_t tail = kPreambleSize + headerSize;  // index and payloads
+  const size_t newSize = kPreambleSize + stored.size() + (size - tail);
+  if (newSize > maxSize) return 0;
+  std::vector<uint8_t> out(data, data + kPreambleSize);
+  nsat::putLE(out.data() + 12, stored.size(), 4);
+  out.insert(out.end(), stored.begin(), stored.end());
+  out.insert(out.end(), data + tail, data + size);
+  for (size_t at = kPreambleSize + stored.size(); at + nsat::kIndexEntrySize <= out.size();
+       at += nsat::kIndexEntrySize) {
+    const uint64_t offset = nsat::getLE(out.data() + at, 8);
+    const uint64_t length = nsat::getLE(out.data() + at + 8, 4);
+    if (length == 0 || offset < tail || offset > size || length > size - offset) break;
+    nsat::putLE(out.data() + at, offset - tail + kPreambleSize + stored.size(), 8);
+  }
+  std::memcpy(data, out.data(), out.size());
+  return out.size();
 }
 
 void readEverything(GDALDataset* dataset) {
@@ -88,8 +133,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t maxSize,
-                                          unsigned int /*seed*/) {
-  size = LLVMFuzzerMutate(data, size, maxSize);
+                                          unsigned int seed) {
+  const size_t headerMutated = seed % 2 ? 0 : mutateCompressedHeader(data, size, maxSize);
+  size = headerMutated ? headerMutated : LLVMFuzzerMutate(data, size, maxSize);
   repairChecksums(data, size);
   return size;
 }

@@ -25,11 +25,24 @@ constexpr uint8_t kSpectralPayloadVersion = 2;
 constexpr int kAutoSpectralBands = 4;
 constexpr int kMaxSpectralBands = 255;  // the payload's u8 band count
 
+// SAMPLE_TRANSFORM=AMPLITUDE_DB: UInt16 SAR amplitude is coded as 20 log10(DN) by the SAR
+// model (it spans 0..96 dB where a linear mapping would spend its 4096 levels on the few
+// bright scatterers). DN 0 (no return, or a collar) is taken as 0.25, which decodes to 0.
+constexpr double kAmplitudeFloor = 0.25;
+
+float amplitudeToDb(double amplitude) {
+  return float(20.0 * std::log10(std::max(amplitude, kAmplitudeFloor)));
+}
+
+double dbToAmplitude(float decibels) {
+  return std::clamp(std::round(std::pow(10.0, double(decibels) / 20.0)), 0.0, 65535.0);
+}
+
 // The model a type is coded with unless MODEL says otherwise: Float32 is taken to be
 // backscatter in dB (Sentinel-1), the one Float32 product the models are trained on.
-std::string defaultModel(DataType type) {
+std::string defaultModel(DataType type, bool amplitudeDb = false) {
   if (type == DataType::Byte) return kRgbModel;
-  return type == DataType::Float32 ? kSarModel : kSingleBandModel;
+  return type == DataType::Float32 || amplitudeDb ? kSarModel : kSingleBandModel;
 }
 
 // QUALITY 1..100 maps log-linearly onto the model's lambda range.
@@ -46,6 +59,7 @@ class MultirateCodec final : public Codec {
     if (parameters_.contains("lambda")) lambda_ = parameters_["lambda"].get<float>();
     if (parameters_.contains("target_bpp")) targetBpp_ = parameters_["target_bpp"].get<double>();
     spectral_ = parameters_.value("spectral_transform", "NONE") == "KLT";
+    amplitudeDb_ = parameters_.value("sample_transform", "NONE") == "AMPLITUDE_DB";
   }
 
   std::string name() const override { return "MULTIRATE"; }
@@ -61,6 +75,12 @@ class MultirateCodec final : public Codec {
                               const EncodeGuide&) const override {
     engine_.checkShape(shape);
     std::vector<uint8_t> payload{spectral_ ? kSpectralPayloadVersion : kBandPayloadVersion};
+    if (amplitudeDb_) {
+      std::vector<float> decibels(shape.pixelsPerBand() * shape.bands);
+      for (size_t i = 0; i < decibels.size(); ++i) decibels[i] = amplitudeToDb(sampleAt(shape, pixels, i));
+      codeGroups(componentShape(shape), decibels.data(), /*equalSlope=*/false, payload);
+      return payload;
+    }
     if (!spectral_) {
       codeGroups(shape, pixels, /*equalSlope=*/false, payload);
       return payload;
@@ -84,7 +104,16 @@ class MultirateCodec final : public Codec {
       throw Error("MULTIRATE tile has an unknown payload version");
     }
     ByteReader reader(data + 1, size - 1, "MULTIRATE tile");
-    if (!spectral_) {
+    if (amplitudeDb_) {
+      const TileShape decibelShape = componentShape(shape);
+      std::vector<float> decibels(shape.pixelsPerBand() * shape.bands);
+      decodeGroups(decibelShape, reader, /*equalSlope=*/false, decibels.data(), parallelism);
+      for (size_t i = 0; i < decibels.size(); ++i) {
+        // A damaged mapping may give infinities or NaN, which no cast may see.
+        if (!std::isfinite(decibels[i])) throw Error("MULTIRATE tile decodes to samples out of range");
+        storeSample(shape, pixels, i, dbToAmplitude(decibels[i]));
+      }
+    } else if (!spectral_) {
       decodeGroups(shape, reader, /*equalSlope=*/false, pixels, parallelism);
     } else {
       if (*reader.bytes(1) != shape.bands) {
@@ -109,7 +138,8 @@ class MultirateCodec final : public Codec {
   }
 
  private:
-  // The components of a spectral transform: a Float32 tile of as many bands.
+  // The components of a spectral transform, or amplitudes in dB: a Float32 tile of as
+  // many bands.
   static TileShape componentShape(const TileShape& shape) {
     TileShape components = shape;
     components.type = DataType::Float32;
@@ -268,12 +298,20 @@ class MultirateCodec final : public Codec {
   float lambda_ = 0;
   double targetBpp_ = 0;
   bool spectral_ = false;
+  bool amplitudeDb_ = false;
 };
 
 nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type, int bands) {
   const auto& declared = learnedCodecDeclaration("MULTIRATE").options;
+  const bool amplitudeDb =
+      choiceOption(options, declarationOf(declared, "SAMPLE_TRANSFORM")) == "AMPLITUDE_DB";
+  if (amplitudeDb && type != DataType::UInt16) {
+    throw Error("SAMPLE_TRANSFORM=AMPLITUDE_DB is for UInt16 SAR amplitude, not " +
+                    std::string(dataTypeName(type)),
+                ErrorKind::InvalidOption);
+  }
   const auto modelOption = options.find("MODEL");
-  const std::string modelId = modelOption == options.end() ? defaultModel(type)
+  const std::string modelId = modelOption == options.end() ? defaultModel(type, amplitudeDb)
                                                            : modelOption->second;
   const auto model = loadMultirateModel(modelId);
   const bool byteModel = model->codesBytes();
@@ -292,11 +330,18 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
   const std::string spectral =
       choiceOption(options, declarationOf(declared, "SPECTRAL_TRANSFORM"));
   const bool singleBandModel = model->bands == 1;
-  const bool useSpectral = singleBandModel && bands >= 2 && bands <= kMaxSpectralBands &&
+  const bool useSpectral = singleBandModel && !amplitudeDb && bands >= 2 &&
+                           bands <= kMaxSpectralBands &&
                            (spectral == "KLT" || (spectral == "AUTO" && bands >= kAutoSpectralBands));
   if (spectral == "KLT" && !useSpectral) {
     throw Error("SPECTRAL_TRANSFORM=KLT needs 2 to " + std::to_string(kMaxSpectralBands) +
-                    " bands coded by a single-band model (16-bit or Float32 data)",
+                    " bands coded by a single-band model (16-bit or Float32 data), and no "
+                    "SAMPLE_TRANSFORM",
+                ErrorKind::InvalidOption);
+  }
+  if (amplitudeDb && !singleBandModel) {
+    throw Error("SAMPLE_TRANSFORM=AMPLITUDE_DB needs a single-band model (the default is " +
+                    std::string(kSarModel) + ")",
                 ErrorKind::InvalidOption);
   }
   nlohmann::json parameters = {
@@ -305,6 +350,7 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
       {"tables", model->tablesFingerprint},
       {"payload_version", useSpectral ? kSpectralPayloadVersion : kBandPayloadVersion}};
   if (useSpectral) parameters["spectral_transform"] = "KLT";
+  if (amplitudeDb) parameters["sample_transform"] = "AMPLITUDE_DB";
   if (options.count("TARGET_BPP")) {
     parameters["target_bpp"] =
         numberOption(options, declarationOf(declared, "TARGET_BPP"), 0.001, 64.0);
