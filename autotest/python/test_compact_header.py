@@ -3,7 +3,6 @@ one 64 x 64 chip per file, where a 1.0 header was several times the payload. Eve
 here is checked against the layout parsed independently of the driver (nsat_layout.py)."""
 import numpy as np
 import pytest
-from osgeo import osr
 
 from conftest import data, gdal
 from nsat_layout import NsatLayout

@@ -15,7 +15,7 @@ from rasterio.windows import Window
 from osgeo import gdal
 
 from conftest import data, run_gdal
-from nsat_layout import NsatLayout, read_header
+from nsat_layout import NsatLayout
 
 
 # ---------------------------------------------------------------- helpers

@@ -204,3 +204,67 @@ def test_plugin_never_loads_libtorch_unless_a_learned_codec_is_used(landsat7_q75
         result = subprocess.run(["/usr/bin/python3", "-c", code, str(path)], capture_output=True,
                                 text=True, env=os.environ.copy(), timeout=300)
         assert result.stdout.strip() == expected, (path, result.stderr)
+
+
+# Every scene MULTIRATE codes in autotest/data, with its default model (issue 12: no
+# plateau over QUALITY 1..100).
+EVERY_SCENE = ["landsat7_rgb_byte.tif", "naip_4band_byte.tif", "eurosat_rgb_forest.jpg",
+               "eurosat_rgb_river.jpg", "landsat8_b4_uint16.tif", "eurosat_ms_residential.tif",
+               "eurosat_ms_annualcrop_1601.tif", "landsat_int16_custom_crs.tif",
+               "s1_grd_gcps_uint16.tif", "s1_grd_vv_db_float32.tif", "s1_vv_vh_db_float32.tif"]
+
+
+def scene_psnr(source_path, decoded_path):
+    """PSNR over the valid samples; peak 255 for Byte, else the source's valid range."""
+    source_dataset = gdal.Open(str(source_path))
+    source, decoded = read_all(source_dataset), read_all(gdal.Open(str(decoded_path)))
+    valid = np.ones(source.shape, bool)
+    for band in range(source.shape[0]):
+        nodata = source_dataset.GetRasterBand(band + 1).GetNoDataValue()
+        if nodata is not None:
+            valid[band] &= ~(np.isnan(source[band]) if np.isnan(nodata) else source[band] == nodata)
+    valid &= np.isfinite(source)
+    reference, test = source[valid].astype(np.float64), decoded[valid].astype(np.float64)
+    peak = 255.0 if source.dtype == np.uint8 else float(reference.max() - reference.min())
+    return 10 * np.log10(peak * peak / np.mean((reference - test) ** 2))
+
+
+@pytest.mark.parametrize("scene", EVERY_SCENE)
+def test_psnr_rises_with_quality_on_every_scene(tmp_path, scene):
+    points = []
+    for quality in (10, 50, 90):
+        target = translate(data(scene), tmp_path / f"q{quality}.nsat", f"QUALITY={quality}",
+                           "OVERVIEWS=NONE")
+        points.append((target.stat().st_size, scene_psnr(data(scene), target)))
+    sizes, values = zip(*points)
+    assert sizes[0] < sizes[1] < sizes[2], points
+    assert values[0] < values[1] < values[2], points
+
+
+RGB_MULTIRATE_MODELS = sorted(
+    folder.name for folder in (ROOT / "models").iterdir()
+    if folder.name.startswith("multirate-rgb8") and (folder / "synthesis.pt").exists())
+
+
+@pytest.mark.parametrize("model", RGB_MULTIRATE_MODELS)
+def test_the_cpp_decoder_agrees_with_the_exported_networks(tmp_path, model):
+    """The plugin's decode of a tile against the model's own TorchScript: analysis, rounding,
+    synthesis at the file's lambda (tied-gain models divide by the modulation gain)."""
+    import json
+    import torch
+    folder = ROOT / "models" / model
+    target = translate(data("eurosat_rgb_forest.jpg"), tmp_path / "chip.nsat", "QUALITY=80",
+                       f"MODEL={model}")
+    dataset = gdal.Open(str(target))
+    lam = json.loads(dataset.GetMetadataItem("NSAT_CODEC_PARAMETERS", "IMAGE_STRUCTURE"))["lambda"]
+    source = read_all(gdal.Open(data("eurosat_rgb_forest.jpg"))).astype(np.float32)
+    analysis = torch.jit.load(str(folder / "analysis.pt"))
+    synthesis = torch.jit.load(str(folder / "synthesis.pt"))
+    with torch.no_grad():
+        lam_tensor = torch.tensor([lam], dtype=torch.float32)
+        y_hat = torch.round(analysis(torch.from_numpy(source)[None], lam_tensor))
+        expected = torch.round(synthesis(y_hat, lam_tensor))[0].numpy()
+    decoded = read_all(dataset).astype(np.float32)
+    # Different summation orders round differently: off by one grey level at most, rarely.
+    difference = np.abs(decoded - expected)
+    assert difference.max() <= 1 and np.mean(difference > 0) < 0.01

@@ -74,8 +74,10 @@ class Model:
     @torch.no_grad()
     def gains(self, lam: float):
         ln = torch.tensor([[lam / self.lmax]], dtype=torch.float32)
-        return (self.analysis.modulation(ln).reshape(1, -1, 1, 1),
-                self.synthesis.demodulation(ln).reshape(1, -1, 1, 1))
+        demodulation = self.synthesis.demodulation(ln).reshape(1, -1, 1, 1)
+        if getattr(self.synthesis, "inverse_gain", False):  # tied gains: 1 / that net
+            demodulation = 1.0 / demodulation
+        return self.analysis.modulation(ln).reshape(1, -1, 1, 1), demodulation
 
     @torch.no_grad()
     def latent(self, x: np.ndarray) -> torch.Tensor:

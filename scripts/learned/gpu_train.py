@@ -260,7 +260,10 @@ def main(argv=None):
     gen = torch.Generator(device=device)
     gen.manual_seed(args.seed)
     lam_rng = np.random.Generator(np.random.PCG64(args.seed))
-    model = MultirateCodec(3, cfg["lambda_min"], cfg["lambda_max"])
+    # The CPU run's architecture: its checkpoints name gain activation and demodulation.
+    model = MultirateCodec(3, cfg["lambda_min"], cfg["lambda_max"],
+                           gain_activation=cfg.get("gain_activation", "relu"),
+                           demodulation=cfg.get("demodulation", "learned"))
     warm_diag = None
     if "model" in ck:
         model.load_state_dict(ck["model"])
