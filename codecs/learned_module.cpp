@@ -74,12 +74,12 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "AMPLITUDE_DB: UInt16 SAR amplitude (Sentinel-1 GRD DN) coded as 20 log10(DN) by "
             "the SAR model (its default MODEL), decoded as round(10^(dB/20)); DN 0 stays 0"),
         textOptionDeclaration("MODEL",
-                              "a folder in models/: multirate-rgb8-v3 (default for Byte; "
-                              "multirate-rgb8 the first one), "
-                              "multirate-ms16-v2 (default for UInt16/Int16; multirate-ms16 "
-                              "the first one), multirate-sar-db (default for Float32: "
-                              "Sentinel-1 backscatter in dB, and for SAMPLE_TRANSFORM="
-                              "AMPLITUDE_DB)")};
+                              "a folder in models/: multirate-rgb8-v4 (default for Byte; "
+                              "multirate-rgb8, multirate-rgb8-v3 the earlier ones), "
+                              "multirate-ms16-v3 (default for UInt16/Int16; multirate-ms16, "
+                              "multirate-ms16-v2 the earlier ones), multirate-sar-db-v2 "
+                              "(default for Float32: Sentinel-1 backscatter in dB, and for "
+                              "SAMPLE_TRANSFORM=AMPLITUDE_DB; multirate-sar-db the first one)")};
 
     CodecDeclaration fixedQuality;
     fixedQuality.name = "FIXED_QUALITY";

@@ -96,7 +96,7 @@ std::shared_ptr<ContainerReader> ContainerReader::open(const std::string& path) 
   }
   // Byte 24 was reserved (0) in 1.0, which is the plain JSON encoding.
   const uint8_t encoding = preamble[24];
-  if (encoding > uint8_t(HeaderEncoding::ZstdDictionary1)) {
+  if (encoding > uint8_t(kNewestHeaderEncoding)) {
     throw Error("NSAT header encoding " + std::to_string(encoding) +
                     " is not supported by this driver (a newer writer made the file)",
                 ErrorKind::NotSupported);

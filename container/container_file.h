@@ -78,7 +78,7 @@ class ContainerWriter {
   // `headerReserve` spare bytes after the stored header, so that rewriteHeader() can add
   // what is known only once every tile is coded.
   ContainerWriter(const std::string& path, Header header, size_t headerReserve = 0,
-                  HeaderEncoding encoding = HeaderEncoding::ZstdDictionary1);
+                  HeaderEncoding encoding = kNewestHeaderEncoding);
   ~ContainerWriter();
   ContainerWriter(const ContainerWriter&) = delete;
   ContainerWriter& operator=(const ContainerWriter&) = delete;

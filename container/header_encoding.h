@@ -12,10 +12,13 @@ namespace nsat {
 enum class HeaderEncoding : uint8_t {
   Json = 0,             // UTF-8 JSON, then optional trailing spaces
   ZstdDictionary1 = 1,  // zstd frame against header dictionary 1, then optional zero bytes
+  ZstdDictionary2 = 2,  // the same against dictionary 2 (1 plus the models shipped after it)
 };
+// What writers write: the newest dictionary.
+constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary2;
 
-// The bytes of header dictionary `encoding` (container/header_dictionary_v1.txt, built into
-// the library); empty for Json. A dictionary's bytes never change once files use it: a new
+// The bytes of header dictionary `encoding` (container/header_dictionary_v<N>.txt, built
+// into the library); empty for Json. A dictionary's bytes never change once files use it: a new
 // one gets a new encoding number.
 std::string headerDictionary(HeaderEncoding encoding);
 

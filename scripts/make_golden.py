@@ -55,6 +55,16 @@ GOLDEN = {
                                                ["CODEC=MULTIRATE", "QUALITY=60",
                                                 "SAMPLE_TRANSFORM=AMPLITUDE_DB",
                                                 "MODEL=multirate-sar-db", "BLOCKSIZE=128"]),
+    # Tied-gain models (card "demodulation": "inverse_of_modulation"): RGB+NIR, 16-bit, SAR.
+    "naip_multirate_rgb8_v4.nsat": ("naip_4band_byte.tif", [300, 200, 256, 192],
+                                    ["CODEC=MULTIRATE", "QUALITY=60", "BLOCKSIZE=128",
+                                     "OVERVIEWS=NONE", "MODEL=multirate-rgb8-v4"]),
+    "landsat8_multirate_ms16_v3.nsat": ("landsat8_b4_uint16.tif", [600, 600, 256, 256],
+                                        ["CODEC=MULTIRATE", "QUALITY=80", "OVERVIEWS=NONE",
+                                         "MODEL=multirate-ms16-v3"]),
+    "s1_vv_vh_multirate_sar_db_v2.nsat": ("s1_vv_vh_db_float32.tif", None,
+                                          ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=64",
+                                           "MODEL=multirate-sar-db-v2"]),
 }
 
 

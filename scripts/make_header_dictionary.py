@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""Writes header dictionary 1 (container/header_dictionary_v1.txt), the zstd dictionary that
+"""Writes a header dictionary (container/header_dictionary_v<N>.txt), the zstd dictionary that
 format-1.1 headers are compressed against (container/FORMAT.md, "Header encodings").
 
-Run once, on 2026-12-01, with the plugin of that day's main. Its output is part of the file
-format: never rerun it over the committed file (every 1.1 file would stop opening). A later
-dictionary (new models, new codecs) is a new file and a new header encoding number.
+Each was made once with the plugin of its day (1 and 2 on 2026-12-01); the output is part of
+the file format: never rerun it over a committed file (every file that uses it would stop
+opening). A later dictionary (new models, new codecs) is a new file and a new header
+encoding number: `--extend` the newest one, which appends the models it does not name yet
+and typical headers of the current default models to its bytes.
 
 The dictionary is one typical header per line, in the compact form the writer produces
 (sorted keys, no default band fields, CRS by EPSG code), made by coding real scenes with
@@ -18,8 +20,8 @@ import hashlib
 import json
 import os
 import pathlib
-import struct
 import subprocess
+import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -64,17 +66,67 @@ def compact(header):
 
 
 def read_header(path):
-    raw = pathlib.Path(path).read_bytes()
-    size, = struct.unpack_from("<I", raw, 12)
-    return json.loads(raw[32:32 + size])
+    sys.path.insert(0, str(ROOT / "autotest" / "python"))
+    from nsat_layout import header_text  # every header encoding
+    return json.loads(header_text(pathlib.Path(path).read_bytes()))
+
+
+# --extend: the default models' typical headers (least common first).
+EXTENSION_SAMPLES = [
+    ("s1_grd_gcps_uint16.tif", ["CODEC=MULTIRATE", "SAMPLE_TRANSFORM=AMPLITUDE_DB"]),
+    ("s1_vv_vh_db_float32.tif", ["CODEC=MULTIRATE"]),
+    ("eurosat_ms_residential.tif", ["CODEC=MULTIRATE", "SPECTRAL_TRANSFORM=NONE"]),
+    ("landsat8_b4_uint16.tif", ["CODEC=MULTIRATE"]),
+    ("eurosat_ms_residential.tif", ["CODEC=MULTIRATE"]),
+    ("naip_4band_byte.tif", ["CODEC=MULTIRATE"]),
+    ("landsat7_rgb_byte.tif", ["CODEC=MULTIRATE"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "QUALITY=90"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE"]),
+]
+
+
+def sample_header(tmp, index, source, options, env):
+    """The compact header a conversion of `source` with `options` gets."""
+    target = os.path.join(tmp, f"{index}.nsat")
+    command = ["gdal_translate", "-q", "-of", "NSAT", str(DATA / source), target]
+    for option in options + ["OVERVIEWS=NONE"]:
+        command += ["-co", option]
+    subprocess.run(command, env=env, check=True)
+    header = read_header(target)
+    geo = header.get("georeferencing", {})
+    if "gcps" in geo:
+        geo["gcps"] = geo["gcps"][:2]  # their shape, not hundreds of numbers
+    if "crs_wkt" in geo:
+        # 1.1 writers store an EPSG CRS by its code (metadata/scene_description.cpp).
+        code = geo["crs_wkt"].rsplit('ID["EPSG",', 1)[1:]
+        if code:
+            geo.pop("crs_wkt")
+            geo["crs"] = "EPSG:" + code[0].split("]")[0]
+    return compact(header)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="where to write the dictionary")
     parser.add_argument("--plugin-dir", default=str(ROOT / "build"))
+    parser.add_argument("--extend", metavar="DICTIONARY",
+                        help="start from this dictionary's bytes and append what it lacks")
     args = parser.parse_args()
     env = dict(os.environ, GDAL_DRIVER_PATH=args.plugin_dir)
+    if args.extend:
+        base = pathlib.Path(args.extend).read_text(encoding="utf-8")
+        added = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for card in sorted((ROOT / "models").glob("*/card.json")):
+                if f'"id":"{card.parent.name}"' not in base:
+                    digest = hashlib.sha256(card.read_bytes()).hexdigest()
+                    added.append(json.dumps({"id": card.parent.name, "sha256": digest},
+                                            separators=(",", ":")))
+            for i, (source, options) in enumerate(EXTENSION_SAMPLES):
+                added.append(sample_header(tmp, i, source, options, env))
+        pathlib.Path(args.out).write_text(base + "\n".join(added) + "\n", encoding="utf-8")
+        print(f"{args.out}: {pathlib.Path(args.out).stat().st_size} bytes")
+        return
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         for crs in CRS_TEXTS:
@@ -87,23 +139,7 @@ def main():
             lines.append(json.dumps({"id": card.parent.name, "sha256": digest},
                                     separators=(",", ":")))
         for i, (source, options) in enumerate(SAMPLES):
-            target = os.path.join(tmp, f"{i}.nsat")
-            command = ["gdal_translate", "-q", "-of", "NSAT", str(DATA / source), target]
-            for option in options + ["OVERVIEWS=NONE"]:
-                command += ["-co", option]
-            subprocess.run(command, env=env, check=True)
-            header = read_header(target)
-            geo = header.get("georeferencing", {})
-            if "gcps" in geo:
-                geo["gcps"] = geo["gcps"][:2]  # their shape, not hundreds of numbers
-            if "crs_wkt" in header.get("georeferencing", {}):
-                # 1.1 writers store an EPSG CRS by its code (metadata/scene_description.cpp).
-                wkt = header["georeferencing"]["crs_wkt"]
-                code = [part for part in wkt.rsplit('ID["EPSG",', 1)[1:]]
-                if code:
-                    header["georeferencing"].pop("crs_wkt")
-                    header["georeferencing"]["crs"] = "EPSG:" + code[0].split("]")[0]
-            lines.append(compact(header))
+            lines.append(sample_header(tmp, i, source, options, env))
     pathlib.Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{args.out}: {len(lines)} lines, {pathlib.Path(args.out).stat().st_size} bytes")
 

@@ -186,24 +186,27 @@ TEST(Container, CorruptionIsDetected) {
   VSIUnlink(bad.c_str());
 }
 
-// The dictionary is part of format 1.1: these are the bytes FORMAT.md names.
-TEST(HeaderEncoding, DictionaryOneNeverChanges) {
-  const std::string dictionary = headerDictionary(HeaderEncoding::ZstdDictionary1);
-  EXPECT_EQ(dictionary.size(), 26601u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(dictionary.data()), dictionary.size()),
-            0xBC9D3F82u);
+// The dictionaries are part of format 1.1: these are the bytes FORMAT.md names.
+TEST(HeaderEncoding, DictionariesNeverChange) {
+  const std::string first = headerDictionary(HeaderEncoding::ZstdDictionary1);
+  EXPECT_EQ(first.size(), 26601u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(first.data()), first.size()), 0xBC9D3F82u);
+  const std::string second = headerDictionary(HeaderEncoding::ZstdDictionary2);
+  EXPECT_EQ(second.size(), 35027u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(second.data()), second.size()), 0x15EE1B1Bu);
+  EXPECT_EQ(second.substr(0, first.size()), first);  // 2 extends 1
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
   const auto bytes = fileBytes(writeSample("/vsimem/container_compact.nsat"));
   EXPECT_EQ(getLE(bytes.data() + 8, 2), 1u);
   EXPECT_EQ(getLE(bytes.data() + 10, 2), 1u);
-  EXPECT_EQ(bytes[24], uint8_t(HeaderEncoding::ZstdDictionary1));
+  EXPECT_EQ(bytes[24], uint8_t(kNewestHeaderEncoding));
   const size_t stored = getLE(bytes.data() + 12, 4);
   EXPECT_LT(stored, sampleHeader().toJson().dump().size() / 2);
   const auto reader = ContainerReader::open("/vsimem/container_compact.nsat");
   EXPECT_EQ(reader->header().toJson(), sampleHeader().toJson());
-  EXPECT_EQ(reader->headerEncoding(), HeaderEncoding::ZstdDictionary1);
+  EXPECT_EQ(reader->headerEncoding(), kNewestHeaderEncoding);
   VSIUnlink("/vsimem/container_compact.nsat");
 }
 
@@ -240,7 +243,8 @@ TEST(HeaderEncoding, ReserveTakesALaterLongerHeader) {
   Header tooLong = sampleHeader();
   tooLong.auxiliary = {{"name", noise}};
   const std::vector<uint8_t> bigTile(5u << 20, 3);
-  for (HeaderEncoding encoding : {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1}) {
+  for (HeaderEncoding encoding :
+       {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1, HeaderEncoding::ZstdDictionary2}) {
     const std::string path = "/vsimem/container_reserve.nsat";
     ContainerWriter writer(path, sampleHeader(), 64, encoding);
     writer.writeTile(0, 0, 0, bigTile);
@@ -274,7 +278,7 @@ TEST(HeaderEncoding, SmallFilesStoreTheFinalHeaderOnly) {
   }
   const auto bytes = fileBytes(path);
   EXPECT_EQ(getLE(bytes.data() + 12, 4),
-            encodeHeader(longer.toJson().dump(), HeaderEncoding::ZstdDictionary1).size());
+            encodeHeader(longer.toJson().dump(), kNewestHeaderEncoding).size());
   EXPECT_EQ(ContainerReader::open(path)->header().auxiliary, longer.auxiliary);
   VSIUnlink(path.c_str());
 }

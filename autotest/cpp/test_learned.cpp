@@ -60,8 +60,9 @@ double psnr16(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, doub
 // The C++ integer hyper-synthesis reproduces the indices the training side exported
 // (scripts/learned/integer_hyper_synthesis.py is the normative reference).
 TEST(IntegerHyperSynthesis, MatchesTheExportedTestVector) {
-  for (const char* model : {"multirate-rgb8", "multirate-rgb8-v3", "multirate-ms16", "multirate-ms16-v2",
-                            "multirate-sar-db"}) {
+  for (const char* model : {"multirate-rgb8", "multirate-rgb8-v3", "multirate-rgb8-v4", "multirate-ms16",
+                            "multirate-ms16-v2", "multirate-ms16-v3",
+                            "multirate-sar-db", "multirate-sar-db-v2"}) {
     const IntegerHyperSynthesis network(readJson(modelFile(model, "hyper_synthesis_int.json")));
     const auto vector = readJson(modelFile(model, "hs_test_vector.json"));
     const auto zShape = vector.at("z_shape").get<std::vector<int>>();
@@ -126,7 +127,7 @@ TEST(Multirate, UInt16BandsUseTheSingleBandModel) {
   const auto scene = readScene("landsat8_b4_uint16.tif", DataType::UInt16, GDT_UInt16, 500, 500,
                                256, 256);
   const auto codec = multirate({{"QUALITY", "90"}}, DataType::UInt16, 1);
-  EXPECT_EQ(codec->models().at(0).id, "multirate-ms16-v2");
+  EXPECT_EQ(codec->models().at(0).id, "multirate-ms16-v3");
   const auto bytes = codec->encode(scene.shape, scene.pixels.data());
   // Measured 35.7 dB at 0.6 bpp with the shipped (early) model: a floor, not a goal.
   EXPECT_GT(psnr16(decodeAll(*codec, scene.shape, bytes), scene.pixels, 65535.0), 34.0);
@@ -194,7 +195,7 @@ std::string errorOf(const std::function<void()>& call) {
 TEST(Multirate, WrongOrMissingModelIsRefusedByName) {
   const CodecDescriptor* descriptor = findCodec("MULTIRATE");
   auto parameters = descriptor->parametersFromOptions({}, DataType::Byte, 3);
-  EXPECT_EQ(parameters.at("model"), "multirate-rgb8-v3");
+  EXPECT_EQ(parameters.at("model"), "multirate-rgb8-v4");
   auto altered = parameters;
   altered["model_sha256"] = std::string(64, '0');
   std::string message = errorOf([&] { descriptor->create(altered); });

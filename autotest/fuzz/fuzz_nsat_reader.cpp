@@ -58,22 +58,21 @@ void repairChecksums(uint8_t* data, size_t size) {
 // frame, index offsets shifted by the change in size; 0 if the input has no such header.
 size_t mutateCompressedHeader(uint8_t* data, size_t size, size_t maxSize) {
   using nsat::kPreambleSize;
-  if (size < kPreambleSize || !nsat::hasNsatMagic(data, size) ||
-      data[24] != uint8_t(nsat::HeaderEncoding::ZstdDictionary1)) {
+  if (size < kPreambleSize || !nsat::hasNsatMagic(data, size) || data[24] == 0 ||
+      data[24] > uint8_t(nsat::kNewestHeaderEncoding)) {
     return 0;
   }
+  const auto encoding = nsat::HeaderEncoding(data[24]);
   const size_t headerSize = size_t(nsat::getLE(data + 12, 4));
   if (headerSize == 0 || kPreambleSize + headerSize > size) return 0;
   std::string json;
   std::vector<uint8_t> stored;
   try {
-    json = nsat::decodeHeader(data + kPreambleSize, headerSize, nsat::HeaderEncoding::ZstdDictionary1,
-                              size_t(1) << 20);
+    json = nsat::decodeHeader(data + kPreambleSize, headerSize, encoding, size_t(1) << 20);
     std::vector<uint8_t> text(json.begin(), json.end());
     text.resize(json.size() + 256);
     text.resize(LLVMFuzzerMutate(text.data(), json.size(), text.size()));
-    stored = nsat::encodeHeader(std::string(text.begin(), text.end()),
-                                nsat::HeaderEncoding::ZstdDictionary1);
+    stored = nsat::encodeHeader(std::string(text.begin(), text.end()), encoding);
   } catch (const std::exception&) {
     return 0;
   }

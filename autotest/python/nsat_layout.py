@@ -15,19 +15,20 @@ import zstandard
 MAGIC = b"\x89NSAT\r\n\x1a"
 PREAMBLE_SIZE = 32
 INDEX_ENTRY = struct.Struct("<QII")               # offset, size, CRC-32 of one tile
-HEADER_DICTIONARY_1 = pathlib.Path(__file__).resolve().parents[2] / "container" / "header_dictionary_v1.txt"
+CONTAINER = pathlib.Path(__file__).resolve().parents[2] / "container"
 
 
 def header_text(raw):
     """The header JSON text of a whole file's bytes: plain (encoding 0, format 1.0 and
-    1.1) or a zstd frame against header dictionary 1 (encoding 1, preamble byte 24)."""
+    1.1) or a zstd frame against header dictionary N (encoding N, preamble byte 24)."""
     header_size, = struct.unpack_from("<I", raw, 12)
     stored = raw[PREAMBLE_SIZE:PREAMBLE_SIZE + header_size]
     encoding = raw[24]
     if encoding == 0:
         return stored.decode("utf-8")
-    assert encoding == 1, f"unknown header encoding {encoding}"
-    dictionary = zstandard.ZstdCompressionDict(HEADER_DICTIONARY_1.read_bytes(),
+    path = CONTAINER / f"header_dictionary_v{encoding}.txt"
+    assert path.exists(), f"unknown header encoding {encoding}"
+    dictionary = zstandard.ZstdCompressionDict(path.read_bytes(),
                                                dict_type=zstandard.DICT_TYPE_RAWCONTENT)
     decoder = zstandard.ZstdDecompressor(dict_data=dictionary).decompressobj()
     text = decoder.decompress(stored)

@@ -56,7 +56,7 @@ def test_rgb_scene_metadata_models_and_georeferencing(landsat7_q75):
     source = gdal.Open(data("landsat7_rgb_byte.tif"))
     assert dataset.GetMetadataItem("NSAT_CODEC", "IMAGE_STRUCTURE") == "MULTIRATE"
     assert dataset.GetMetadataItem("NSAT_MODELS", "IMAGE_STRUCTURE") == \
-        "multirate-rgb8-v3:" + card_sha256("multirate-rgb8-v3")
+        "multirate-rgb8-v4:" + card_sha256("multirate-rgb8-v4")
     assert dataset.GetGeoTransform() == source.GetGeoTransform()
     assert dataset.GetSpatialRef().IsSame(source.GetSpatialRef())
     assert float(dataset.GetMetadataItem("NSAT_BITS_PER_PIXEL", "IMAGE_STRUCTURE")) < 3.0
@@ -96,7 +96,7 @@ def test_target_bpp_is_met(tmp_path):
 def test_uint16_scene_uses_the_single_band_model(tmp_path):
     target = translate(data("landsat8_b4_uint16.tif"), tmp_path / "l8.nsat", "QUALITY=75")
     dataset = gdal.Open(str(target))
-    assert dataset.GetMetadataItem("NSAT_MODELS", "IMAGE_STRUCTURE").startswith("multirate-ms16-v2:")
+    assert dataset.GetMetadataItem("NSAT_MODELS", "IMAGE_STRUCTURE").startswith("multirate-ms16-v3:")
     source_dataset = gdal.Open(data("landsat8_b4_uint16.tif"))  # GDAL 3.6: a band does not
     source = read_all(source_dataset)                           # keep its dataset alive
     decoded = read_all(dataset)
@@ -162,23 +162,23 @@ def read_with_models(path, models_dir):
 
 def test_a_different_model_is_refused_by_name(landsat7_q75, tmp_path):
     altered = tmp_path / "models"
-    shutil.copytree(MODELS / "multirate-rgb8-v3", altered / "multirate-rgb8-v3")
-    card = altered / "multirate-rgb8-v3" / "card.json"
+    shutil.copytree(MODELS / "multirate-rgb8-v4", altered / "multirate-rgb8-v4")
+    card = altered / "multirate-rgb8-v4" / "card.json"
     card.write_text(card.read_text() + "\n")
     result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
-    assert "multirate-rgb8-v3" in result.stderr
+    assert "multirate-rgb8-v4" in result.stderr
     assert "not the one this file was written with" in result.stderr
 
 
 def test_a_damaged_model_file_is_refused_by_name(landsat7_q75, tmp_path):
     altered = tmp_path / "models"
-    shutil.copytree(MODELS / "multirate-rgb8-v3", altered / "multirate-rgb8-v3")
-    weights = altered / "multirate-rgb8-v3" / "synthesis.pt"
+    shutil.copytree(MODELS / "multirate-rgb8-v4", altered / "multirate-rgb8-v4")
+    weights = altered / "multirate-rgb8-v4" / "synthesis.pt"
     weights.write_bytes(weights.read_bytes()[:-10])
     result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
-    assert "multirate-rgb8-v3" in result.stderr and "synthesis.pt" in result.stderr
+    assert "multirate-rgb8-v4" in result.stderr and "synthesis.pt" in result.stderr
 
 
 def test_rasterio_reads_a_window(landsat7_q75):

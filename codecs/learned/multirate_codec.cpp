@@ -14,9 +14,9 @@ namespace nsat {
 
 namespace {
 
-constexpr const char* kRgbModel = "multirate-rgb8-v3";
-constexpr const char* kSingleBandModel = "multirate-ms16-v2";
-constexpr const char* kSarModel = "multirate-sar-db";
+constexpr const char* kRgbModel = "multirate-rgb8-v4";
+constexpr const char* kSingleBandModel = "multirate-ms16-v3";
+constexpr const char* kSarModel = "multirate-sar-db-v2";
 // 1: band groups; 2: a spectral transform, then its components (files with
 // "spectral_transform"). Files without the transform keep writing 1.
 constexpr uint8_t kBandPayloadVersion = 1;

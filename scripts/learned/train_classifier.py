@@ -232,8 +232,8 @@ def main(argv=None):
     p.add_argument("--architecture", choices=("lrp", "maxpool"), default="lrp",
                    help="lrp: RDIC's analysis model; maxpool: the benchmark's second classifier")
     p.add_argument("--init-from", default=None, metavar="DIR",
-                   help="fine-tune a shipped classifier (its folded weights; trains without "
-                        "BatchNorm)")
+                   help="fine-tune a shipped classifier (lrp: its folded weights, trained "
+                        "without BatchNorm; maxpool: the benchmark's export, with its BatchNorm)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -246,7 +246,11 @@ def main(argv=None):
     print(f"loaded {len(train_x)}/{len(valid_x)}/{len(test_x)} images in {time.time() - t0:.0f} s",
           flush=True)
 
-    if args.init_from:
+    if args.init_from and args.architecture == "maxpool":
+        # The benchmark's second classifier is exported with its BatchNorm: same layout.
+        model = MaxPoolClassifier()
+        model.load_state_dict(torch.jit.load(os.path.join(args.init_from, "classifier.pt")).state_dict())
+    elif args.init_from:
         # The shipped network is already folded: fine-tune it as it is, without BatchNorm.
         model = LandCoverClassifier(batch_norm=False)
         shipped = torch.jit.load(os.path.join(args.init_from, "classifier.pt"))
