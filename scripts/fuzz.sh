@@ -112,7 +112,7 @@ if [[ -f build/gdal_NSAT.so && -f build/nsat_learned.so ]]; then
     -co QUALITY_BLOCK=32 -co BLOCKSIZE=32
   learned_files+=("$LEARNED"/seed-files/*.nsat)
 fi
-python3 autotest/fuzz/learned_seeds.py "$learned_corpus" "${learned_files[@]}" >/dev/null
+/usr/bin/python3 autotest/fuzz/learned_seeds.py "$learned_corpus" "${learned_files[@]}" >/dev/null
 
 # Learned targets: 2 GiB RSS (see above). Known one-time allocations of LibTorch are not
 # leaks of ours; none has been reported so far, so there is no LSan suppression.

@@ -1,6 +1,6 @@
 """Seeds for autotest/fuzz/fuzz_learned_payloads.cpp from real .nsat files.
 
-    python3 autotest/fuzz/learned_seeds.py OUT_DIR FILE.nsat...
+    /usr/bin/python3 autotest/fuzz/learned_seeds.py OUT_DIR FILE.nsat...
 
 Every tile of every level of each MULTIRATE or FIXED_QUALITY file becomes one seed: the
 harness's 4 selector bytes (codec and model, FIXED_QUALITY's quality block, MULTIRATE's
