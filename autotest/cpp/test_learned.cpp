@@ -5,6 +5,7 @@
 // symbols (and so nsat::Error's type) to itself.
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -59,10 +60,16 @@ double psnr16(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, doub
 
 // The C++ integer hyper-synthesis reproduces the indices the training side exported
 // (scripts/learned/integer_hyper_synthesis.py is the normative reference).
+// Every shipped MULTIRATE model (each folder with a test vector).
 TEST(IntegerHyperSynthesis, MatchesTheExportedTestVector) {
-  for (const char* model : {"multirate-rgb8", "multirate-rgb8-v3", "multirate-rgb8-v4", "multirate-ms16",
-                            "multirate-ms16-v2", "multirate-ms16-v3",
-                            "multirate-sar-db", "multirate-sar-db-v2"}) {
+  std::vector<std::string> models;
+  for (const auto& folder : std::filesystem::directory_iterator(NSAT_SOURCE_MODELS_DIR)) {
+    if (std::filesystem::exists(folder.path() / "hs_test_vector.json")) {
+      models.push_back(folder.path().filename().string());
+    }
+  }
+  EXPECT_GE(models.size(), 8u);
+  for (const std::string& model : models) {
     const IntegerHyperSynthesis network(readJson(modelFile(model, "hyper_synthesis_int.json")));
     const auto vector = readJson(modelFile(model, "hs_test_vector.json"));
     const auto zShape = vector.at("z_shape").get<std::vector<int>>();

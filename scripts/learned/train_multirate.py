@@ -71,9 +71,8 @@ sys.path.insert(0, HERE)
 import datasets  # noqa: E402
 import integer_hyper_synthesis as ihs  # noqa: E402
 from multirate_model import (DEMODULATIONS, GAIN_ACTIVATIONS, GAIN_FLOOR, M_LATENT, N_FILTERS,  # noqa: E402
-                             ExportAnalysis, ExportHyperAnalysis, ExportSynthesis, MultirateCodec,
-                             PositiveGain,
-                             rate_distortion, scale_table)
+                             ExportAnalysis, ExportHyperAnalysis, ExportSynthesis, GainNet,
+                             MultirateCodec, rate_distortion, scale_table)
 
 CKPT_VERSION = 2
 # Config keys of version-1 checkpoints; the keys added since take these values for them.
@@ -185,11 +184,10 @@ def tie_gains(model, state, lam):
     product p = m d at `lam` on each input channel and the tied model decodes exactly like
     the source at that lambda. Channels the source's decoder ignored (p ~ 0) start silent
     but, unlike a dead ReLU gain, still learn. Drops the demodulation weights from `state`."""
-    def gain(prefix):
-        lam_n = torch.tensor([[lam / model.lambda_max]])
-        h = torch.relu(lam_n @ state[prefix + "fc1.weight"].t() + state[prefix + "fc1.bias"])
-        pre = h @ state[prefix + "fc2.weight"].t() + state[prefix + "fc2.bias"]
-        return PositiveGain()(pre) if model.gain_activation != "relu" else torch.relu(pre)
+    def gain(prefix):  # the source's net, as the model computes it
+        net = GainNet(model.m, activation=model.gain_activation)
+        net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        return net(torch.tensor([lam / model.lambda_max]))
     product = (gain("modulation.") * gain("demodulation.")).reshape(-1)
     state["g_s.0.weight"] = state["g_s.0.weight"] * product.view(1, -1, 1, 1)
     for k in [k for k in state if k.startswith("demodulation.")]:
