@@ -110,6 +110,15 @@ class Codec {
   virtual std::vector<float> auxiliaryValues(const TileShape&, const uint8_t*, size_t) const {
     return {};
   }
+  // VQ: the codebook indices a tile stores, readable without decoding pixels (the driver
+  // shows them as the subdataset NSAT_LATENT:<file>, integer bands); nullopt if none.
+  // The values come as the auxiliary raster's do: layers x cells down x cells across.
+  virtual std::optional<AuxiliaryDescription> latentIndices(int /*bands*/, int /*tileSize*/) const {
+    return std::nullopt;
+  }
+  virtual std::vector<float> latentIndexValues(const TileShape&, const uint8_t*, size_t) const {
+    return {};
+  }
 };
 
 }  // namespace nsat

@@ -106,7 +106,24 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
         textOptionDeclaration("MODEL",
                               "the calibration, a folder in models/: fixed-quality-rgb8 "
                               "(default for Byte), fixed-quality-ms16 (UInt16/Int16)")};
-    return std::vector<CodecDeclaration>{multirate, fixedQuality};
+    CodecDeclaration vq;
+    vq.name = "VQ";
+    vq.description =
+        "learned vector-quantised codec: codebook indices as the payload, entropy-coded under "
+        "a context model, readable as features (NSAT_LATENT:<file>)";
+    vq.learned = true;
+    vq.storesLatentIndices = true;
+    vq.options = {
+        integerOptionDeclaration(
+            "LEVELS", 1, 8, 2,
+            "residual codebook levels kept: 1 smallest, each more refines what the levels "
+            "before it left (the models have 3; each level costs 32 bits per 4x4 pixels of a "
+            "16-bit band group, 16 of a Byte one, before entropy coding)"),
+        textOptionDeclaration("MODEL",
+                              "a folder in models/: vq-rgb8-v1 (default for 3-band Byte), "
+                              "vq-rgbn8-v1 (4-band Byte, NAIP RGB+NIR), vq-rgbn16-v1 (4-band "
+                              "UInt16/Int16: Sentinel-2 B2, B3, B4, B8 reflectance x 10000)")};
+    return std::vector<CodecDeclaration>{multirate, fixedQuality, vq};
   }();
   return declarations;
 }

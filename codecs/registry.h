@@ -22,6 +22,7 @@ struct CodecDeclaration {
   std::vector<OptionDeclaration> options;
   bool learned = false;             // provided by nsat_learned.so
   bool mayStoreAuxiliary = false;   // opening such a file builds the codec to describe it
+  bool storesLatentIndices = false;  // its files offer NSAT_LATENT:<file> (VQ)
   bool readsOption(const std::string& name) const;
 };
 

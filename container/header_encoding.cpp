@@ -18,6 +18,9 @@ const unsigned char kDictionary1[] = {
 const unsigned char kDictionary2[] = {
 #include "header_dictionary_v2.inc"
 };
+const unsigned char kDictionary3[] = {
+#include "header_dictionary_v3.inc"
+};
 
 struct CompressionContextFree {
   void operator()(ZSTD_CCtx* context) const { ZSTD_freeCCtx(context); }
@@ -45,6 +48,8 @@ std::string headerDictionary(HeaderEncoding encoding) {
       return std::string(reinterpret_cast<const char*>(kDictionary1), sizeof(kDictionary1));
     case HeaderEncoding::ZstdDictionary2:
       return std::string(reinterpret_cast<const char*>(kDictionary2), sizeof(kDictionary2));
+    case HeaderEncoding::ZstdDictionary3:
+      return std::string(reinterpret_cast<const char*>(kDictionary3), sizeof(kDictionary3));
   }
   throw Error("unknown header encoding " + std::to_string(int(encoding)), ErrorKind::NotSupported);
 }

@@ -20,7 +20,8 @@ class AuxiliaryBand final : public GDALPamRasterBand {
                 const std::string& unit) {
     poDS = dataset;
     nBand = band;
-    eDataType = GDT_Float32;
+    latent_ = dataset->kind() == CellRaster::LatentIndices;
+    eDataType = latent_ ? GDT_UInt16 : GDT_Float32;
     nBlockXSize = nBlockYSize = dataset->cellsPerTile();
     SetDescription(name.c_str());
     unit_ = unit;
@@ -31,34 +32,38 @@ class AuxiliaryBand final : public GDALPamRasterBand {
   // Tiles with no valid pixel (EMPTY) have no cells.
   double GetNoDataValue(int* hasNodata) override {
     if (hasNodata) *hasNodata = TRUE;
-    return std::numeric_limits<double>::quiet_NaN();
+    return latent_ ? kLatentNodata : std::numeric_limits<double>::quiet_NaN();
   }
   const char* GetUnitType() override { return unit_.c_str(); }
 
  private:
   std::string unit_;
+  bool latent_ = false;
 };
 
 // A tile's cells, or an empty vector for an EMPTY tile.
 std::vector<float> payloadCells(const Codec& codec, const TileShape& shape,
-                                const std::vector<uint8_t>& payload) {
+                                const std::vector<uint8_t>& payload,
+                                CellRaster kind = CellRaster::Auxiliary) {
   const auto bytes = codecBytesOf(payload.data(), payload.size());
   if (!bytes) return {};
-  return codec.auxiliaryValues(shape, bytes->data, bytes->size);
+  return kind == CellRaster::Auxiliary ? codec.auxiliaryValues(shape, bytes->data, bytes->size)
+                                       : codec.latentIndexValues(shape, bytes->data, bytes->size);
 }
 
 std::vector<float> tileCells(const ContainerReader& reader, const Codec& codec, int tileX,
-                             int tileY) {
+                             int tileY, CellRaster kind = CellRaster::Auxiliary) {
   return payloadCells(codec, reader.header().tileShape(0, tileX, tileY),
-                      reader.readTile(0, tileX, tileY));
+                      reader.readTile(0, tileX, tileY), kind);
 }
 
 }  // namespace
 
 NSATAuxiliaryDataset::NSATAuxiliaryDataset(std::shared_ptr<const ContainerReader> reader,
                                            std::shared_ptr<const Codec> codec,
-                                           AuxiliaryDescription description)
-    : reader_(std::move(reader)), codec_(std::move(codec)), description_(std::move(description)) {
+                                           AuxiliaryDescription description, CellRaster kind)
+    : reader_(std::move(reader)), codec_(std::move(codec)), description_(std::move(description)),
+      kind_(kind) {
   const Header& header = reader_->header();
   const int cell = description_.cellSize;
   if (cell < 1 || header.blockWidth % cell != 0 || header.blockHeight != header.blockWidth) {
@@ -105,30 +110,39 @@ const OGRSpatialReference* NSATAuxiliaryDataset::GetSpatialRef() const {
 }
 
 CPLErr NSATAuxiliaryDataset::readBlock(int tileX, int tileY, int band, void* image) {
-  auto* out = static_cast<float*>(image);
-  std::fill(out, out + size_t(cellsPerTile_) * cellsPerTile_,
-            std::numeric_limits<float>::quiet_NaN());
+  const size_t blockCells = size_t(cellsPerTile_) * cellsPerTile_;
+  std::vector<float> out(blockCells, std::numeric_limits<float>::quiet_NaN());
+  CPLErr result = CE_None;
   try {
-    const std::vector<float> cells = tileCells(*reader_, *codec_, tileX, tileY);
-    if (cells.empty()) return CE_None;
-    const TileShape shape = reader_->header().tileShape(0, tileX, tileY);
-    const int cell = description_.cellSize;
-    const int across = (shape.width + cell - 1) / cell, down = (shape.height + cell - 1) / cell;
-    const size_t layerCells = size_t(across) * down;
-    if (cells.size() != layerCells * description_.layerNames.size()) {
-      throw Error("tile " + std::to_string(tileX) + "," + std::to_string(tileY) +
-                  " has the wrong number of auxiliary cells");
-    }
-    const float* layer = cells.data() + size_t(band - 1) * layerCells;
-    for (int y = 0; y < down; ++y) {
-      std::copy(layer + size_t(y) * across, layer + size_t(y + 1) * across,
-                out + size_t(y) * cellsPerTile_);
+    const std::vector<float> cells = tileCells(*reader_, *codec_, tileX, tileY, kind_);
+    if (!cells.empty()) {
+      const TileShape shape = reader_->header().tileShape(0, tileX, tileY);
+      const int cell = description_.cellSize;
+      const int across = (shape.width + cell - 1) / cell, down = (shape.height + cell - 1) / cell;
+      const size_t layerCells = size_t(across) * down;
+      if (cells.size() != layerCells * description_.layerNames.size()) {
+        throw Error("tile " + std::to_string(tileX) + "," + std::to_string(tileY) +
+                    " has the wrong number of auxiliary cells");
+      }
+      const float* layer = cells.data() + size_t(band - 1) * layerCells;
+      for (int y = 0; y < down; ++y) {
+        std::copy(layer + size_t(y) * across, layer + size_t(y + 1) * across,
+                  out.begin() + ptrdiff_t(y) * cellsPerTile_);
+      }
     }
   } catch (const std::exception& e) {
     reportError(CE_Failure, e, ErrorSite::Read, GetDescription());
-    return CE_Failure;
+    result = CE_Failure;
   }
-  return CE_None;
+  if (kind_ == CellRaster::Auxiliary) {
+    std::copy(out.begin(), out.end(), static_cast<float*>(image));
+  } else {  // indices are small integers, exact in a float; NaN (no cells) is nodata
+    auto* indices = static_cast<uint16_t*>(image);
+    for (size_t i = 0; i < blockCells; ++i) {
+      indices[i] = std::isnan(out[i]) ? uint16_t(kLatentNodata) : uint16_t(out[i]);
+    }
+  }
+  return result;
 }
 
 void AuxiliarySummary::add(const std::vector<float>& values) {

@@ -2,6 +2,7 @@
 // codecs/codec.h), opened as its own dataset: NSAT_AUX:<file>. One Float32 band per
 // layer, one pixel per cell, georeferenced on the image's grid scaled by the cell size,
 // so QGIS can lay FIXED_QUALITY's block PSNR or RDIC's mask over the image.
+// VQ's codebook indices open the same way as NSAT_LATENT:<file>, in UInt16 bands.
 #pragma once
 
 #include <limits>
@@ -18,11 +19,18 @@
 namespace nsat {
 
 constexpr const char* kAuxiliaryPrefix = "NSAT_AUX:";
+constexpr const char* kLatentPrefix = "NSAT_LATENT:";
+// Nodata of the latent bands: tiles with no valid pixel (EMPTY) store no indices.
+constexpr double kLatentNodata = 65535;
+
+enum class CellRaster { Auxiliary, LatentIndices };
 
 class NSATAuxiliaryDataset final : public GDALPamDataset {
  public:
   NSATAuxiliaryDataset(std::shared_ptr<const ContainerReader> reader,
-                       std::shared_ptr<const Codec> codec, AuxiliaryDescription description);
+                       std::shared_ptr<const Codec> codec, AuxiliaryDescription description,
+                       CellRaster kind = CellRaster::Auxiliary);
+  CellRaster kind() const { return kind_; }
 
   // Decodes the cells of one tile (all layers) into the band's block.
   CPLErr readBlock(int tileX, int tileY, int band, void* image);
@@ -39,6 +47,7 @@ class NSATAuxiliaryDataset final : public GDALPamDataset {
   std::shared_ptr<const ContainerReader> reader_;
   std::shared_ptr<const Codec> codec_;
   AuxiliaryDescription description_;
+  CellRaster kind_;
   int cellsPerTile_;
   bool hasTransform_ = false;
   double transform_[6] = {0, 1, 0, 0, 0, 1};

@@ -86,22 +86,29 @@ NSATDataset::NSATDataset(std::shared_ptr<const ContainerReader> reader,
 }
 
 int NSATDataset::Identify(GDALOpenInfo* openInfo) {
-  if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) return TRUE;
+  if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix) ||
+      STARTS_WITH_CI(openInfo->pszFilename, kLatentPrefix)) {
+    return TRUE;
+  }
   return hasNsatMagic(openInfo->pabyHeader, size_t(openInfo->nHeaderBytes));
 }
 
 namespace {
 
-GDALDataset* openAuxiliary(const char* name) {
-  const std::string path = name + std::strlen(kAuxiliaryPrefix);
+GDALDataset* openCellRaster(const char* name, CellRaster kind) {
+  const char* prefix = kind == CellRaster::Auxiliary ? kAuxiliaryPrefix : kLatentPrefix;
+  const std::string path = name + std::strlen(prefix);
   std::shared_ptr<const ContainerReader> reader = ContainerReader::open(path);
   std::shared_ptr<const Codec> codec = codecOf(reader->header());
-  const auto description = codec->auxiliary(reader->header().bands, reader->header().blockWidth);
+  const int bands = reader->header().bands, tileSize = reader->header().blockWidth;
+  const auto description = kind == CellRaster::Auxiliary ? codec->auxiliary(bands, tileSize)
+                                                         : codec->latentIndices(bands, tileSize);
   if (!description) {
-    throw Error("CODEC=" + reader->header().codecName + " stores no auxiliary raster",
+    throw Error("CODEC=" + reader->header().codecName + " stores no " +
+                    (kind == CellRaster::Auxiliary ? "auxiliary raster" : "latent indices"),
                 ErrorKind::NotSupported);
   }
-  auto dataset = std::make_unique<NSATAuxiliaryDataset>(reader, codec, *description);
+  auto dataset = std::make_unique<NSATAuxiliaryDataset>(reader, codec, *description, kind);
   dataset->SetDescription(name);
   dataset->SetPamFlags(dataset->GetPamFlags() | GPF_DISABLED);
   return dataset.release();
@@ -119,7 +126,10 @@ GDALDataset* NSATDataset::Open(GDALOpenInfo* openInfo) {
   }
   try {
     if (STARTS_WITH_CI(openInfo->pszFilename, kAuxiliaryPrefix)) {
-      return openAuxiliary(openInfo->pszFilename);
+      return openCellRaster(openInfo->pszFilename, CellRaster::Auxiliary);
+    }
+    if (STARTS_WITH_CI(openInfo->pszFilename, kLatentPrefix)) {
+      return openCellRaster(openInfo->pszFilename, CellRaster::LatentIndices);
     }
     const int threads =
         threadCountOption(CSLFetchNameValue(openInfo->papszOpenOptions, "NUM_THREADS"));
@@ -193,6 +203,19 @@ void NSATDataset::describeStorage() {
                     (auxiliary_->name + ": " + auxiliary_->description + " (" +
                      (auxiliary_->unit.empty() ? "" : auxiliary_->unit + ", ") + "one value per " +
                      std::to_string(auxiliary_->cellSize) + " px cell)")
+                        .c_str(),
+                    "SUBDATASETS");
+  }
+  // VQ: the codebook indices, described from the header (no model is loaded to open).
+  if (const CodecDeclaration* declared = findCodecDeclaration(header.codecName);
+      declared && declared->storesLatentIndices) {
+    const int index = auxiliary_ ? 2 : 1;
+    SetMetadataItem(CPLSPrintf("SUBDATASET_%d_NAME", index),
+                    (std::string(kLatentPrefix) + GetDescription()).c_str(), "SUBDATASETS");
+    SetMetadataItem(CPLSPrintf("SUBDATASET_%d_DESC", index),
+                    ("VQ_INDEX: codebook indices of model " +
+                     header.codecParameters.value("model", std::string("?")) +
+                     " on the latent grid (one UInt16 band per level and codebook group)")
                         .c_str(),
                     "SUBDATASETS");
   }

@@ -5,7 +5,8 @@
 #     bundled scenes, one per built-in codec);
 #  2. the learned codecs' tile decoders, in build-fuzz-learned/ (with LibTorch, which is
 #     not instrumented): nsat_fuzz_learned decodes MULTIRATE / FIXED_QUALITY payloads in
-#     full, nsat_fuzz_learned_entropy stops after entropy decoding and side information.
+#     full, nsat_fuzz_learned_entropy stops after entropy decoding and side information;
+#     nsat_fuzz_vq decodes VQ payloads in full.
 #     Seeds: every tile of the learned golden files and of conversions of the bundled
 #     scenes, framing stripped (autotest/fuzz/learned_seeds.py). The committed
 #     reproducers in autotest/fuzz/learned_regressions/ are run first.
@@ -30,7 +31,7 @@ corpus="$BUILD/corpus"
 mkdir -p "$corpus" "$BUILD/artifacts"
 for golden in autotest/golden/*.nsat; do
   # Learned-codec files need the LibTorch module, which this build leaves out.
-  case $(basename "$golden") in *multirate*|*fixed_quality*) continue ;; esac
+  case $(basename "$golden") in *multirate*|*fixed_quality*|*_vq*) continue ;; esac
   cp -n "$golden" "$corpus/"
 done
 # Seeds from the regular build's plugin (the fuzz build makes none), when present.
@@ -58,11 +59,13 @@ ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stac
 LEARNED=${NSAT_FUZZ_LEARNED_BUILD_DIR:-$PWD/build-fuzz-learned}
 CC=clang CXX=clang++ cmake -S . -B "$LEARNED" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DNSAT_BUILD_FUZZERS=ON -DNSAT_BUILD_LEARNED=ON -DNSAT_BUILD_TESTS=OFF >/dev/null
-cmake --build "$LEARNED" -j"$(nproc)" --target nsat_fuzz_learned nsat_fuzz_learned_entropy
+cmake --build "$LEARNED" -j"$(nproc)" --target nsat_fuzz_learned nsat_fuzz_learned_entropy \
+  nsat_fuzz_vq
 
 learned_corpus="$LEARNED/corpus"
 mkdir -p "$learned_corpus" "$LEARNED/artifacts" "$LEARNED/seed-files"
-learned_files=(autotest/golden/*multirate*.nsat autotest/golden/*fixed_quality*.nsat)
+learned_files=(autotest/golden/*multirate*.nsat autotest/golden/*fixed_quality*.nsat
+               autotest/golden/*_vq*.nsat)
 # Conversions with the regular build's plugin and module, when present: every MULTIRATE
 # model, 1 to 4 bands (and KLT stacks), Byte / UInt16 / Int16 / Float32, every quality
 # block, edge tiles, nodata collars. The
@@ -110,9 +113,18 @@ if [[ -f build/gdal_NSAT.so && -f build/nsat_learned.so ]]; then
     -co QUALITY_BLOCK=GLOBAL -co BLOCKSIZE=64
   learned_seed fq_i16 landsat_int16_custom_crs.tif -srcwin 0 0 48 48 "${fq16[@]}" \
     -co QUALITY_BLOCK=32 -co BLOCKSIZE=32
+  # VQ: every model and level count, edge tiles (autotest/fuzz/fuzz_vq_payloads.cpp).
+  vq=(-co CODEC=VQ -co BLOCKSIZE=32)
+  learned_seed vq_rgb1 eurosat_rgb_river.jpg -srcwin 0 0 50 40 "${vq[@]}" -co LEVELS=1
+  learned_seed vq_rgb3 landsat7_rgb_byte.tif -srcwin 150 0 64 64 "${vq[@]}" -co LEVELS=3
+  learned_seed vq_naip2 naip_4band_byte.tif -srcwin 720 0 70 48 "${vq[@]}"
+  learned_seed vq_s2_1 eurosat_ms_residential_rgbn.tif "${vq[@]}" -co LEVELS=1
+  learned_seed vq_s2_3 eurosat_ms_residential_rgbn.tif -srcwin 3 5 61 59 "${vq[@]}" -co LEVELS=3
   learned_files+=("$LEARNED"/seed-files/*.nsat)
 fi
 /usr/bin/python3 autotest/fuzz/learned_seeds.py "$learned_corpus" "${learned_files[@]}" >/dev/null
+vq_corpus="$LEARNED/corpus-vq"
+/usr/bin/python3 autotest/fuzz/learned_seeds.py --vq "$vq_corpus" "${learned_files[@]}" >/dev/null
 
 # Learned targets: 2 GiB RSS (see above). Known one-time allocations of LibTorch are not
 # leaks of ours; none has been reported so far, so there is no LSan suppression.
@@ -129,3 +141,6 @@ for target in nsat_fuzz_learned nsat_fuzz_learned_entropy; do
   "${sanitizers[@]}" "$LEARNED/$target" -max_total_time="$SECONDS_TO_RUN" "${learned_options[@]}" \
     -print_final_stats=1 -artifact_prefix="$LEARNED/artifacts/" "$learned_corpus" 2>&1 | tail -n 25
 done
+echo "== fuzzing nsat_fuzz_vq for ${SECONDS_TO_RUN} s ($(ls "$vq_corpus" | wc -l) seeds)"
+"${sanitizers[@]}" "$LEARNED/nsat_fuzz_vq" -max_total_time="$SECONDS_TO_RUN" "${learned_options[@]}" \
+  -print_final_stats=1 -artifact_prefix="$LEARNED/artifacts/" "$vq_corpus" 2>&1 | tail -n 25

@@ -65,6 +65,14 @@ GOLDEN = {
     "s1_vv_vh_multirate_sar_db_v2.nsat": ("s1_vv_vh_db_float32.tif", None,
                                           ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=64",
                                            "MODEL=multirate-sar-db-v2"]),
+    # VQ: every model, 1 to 3 levels, edge tiles, overviews, a multiple of the band count.
+    "eurosat_rgb_vq_rgb8_v1.nsat": ("eurosat_rgb_river.jpg", None,
+                                    ["CODEC=VQ", "LEVELS=3", "BLOCKSIZE=48", "MODEL=vq-rgb8-v1"]),
+    "naip_vq_rgbn8_v1.nsat": ("naip_4band_byte.tif", [700, 300, 234, 200],
+                              ["CODEC=VQ", "LEVELS=2", "BLOCKSIZE=128", "MODEL=vq-rgbn8-v1"]),
+    "eurosat_ms_vq_rgbn16_v1.nsat": ("eurosat_ms_residential_rgbn.tif", None,
+                                     ["CODEC=VQ", "LEVELS=1", "BLOCKSIZE=32",
+                                      "MODEL=vq-rgbn16-v1"]),
 }
 
 

@@ -2,7 +2,7 @@
 """Writes a header dictionary (container/header_dictionary_v<N>.txt), the zstd dictionary that
 format-1.1 headers are compressed against (container/FORMAT.md, "Header encodings").
 
-Each was made once with the plugin of its day (1 and 2 on 2026-12-01); the output is part of
+Each was made once with the plugin of its day (1, 2 and 3 on 2026-12-01); the output is part of
 the file format: never rerun it over a committed file (every file that uses it would stop
 opening). A later dictionary (new models, new codecs) is a new file and a new header
 encoding number: `--extend` the newest one, which appends the models it does not name yet
@@ -71,8 +71,9 @@ def read_header(path):
     return json.loads(header_text(pathlib.Path(path).read_bytes()))
 
 
-# --extend: the default models' typical headers (least common first).
-EXTENSION_SAMPLES = [
+# --extend: typical headers of what each later dictionary adds (least common first), by
+# the number of the dictionary being made (from --out's name).
+EXTENSION_SAMPLES = {2: [
     ("s1_grd_gcps_uint16.tif", ["CODEC=MULTIRATE", "SAMPLE_TRANSFORM=AMPLITUDE_DB"]),
     ("s1_vv_vh_db_float32.tif", ["CODEC=MULTIRATE"]),
     ("eurosat_ms_residential.tif", ["CODEC=MULTIRATE", "SPECTRAL_TRANSFORM=NONE"]),
@@ -82,7 +83,20 @@ EXTENSION_SAMPLES = [
     ("landsat7_rgb_byte.tif", ["CODEC=MULTIRATE"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "QUALITY=90"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE"]),
-]
+], 3: [  # the VQ codec and its three models
+    ("naip_4band_byte.tif", ["CODEC=VQ"]),
+    ("eurosat_ms_residential_rgbn.tif", ["CODEC=VQ", "LEVELS=3"]),
+    ("landsat7_rgb_byte.tif", ["CODEC=VQ"]),
+    ("eurosat_ms_residential_rgbn.tif", ["CODEC=VQ", "LEVELS=1"]),
+    ("eurosat_ms_residential_rgbn.tif", ["CODEC=VQ"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=VQ", "LEVELS=3"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=VQ"]),
+]}
+
+
+def dictionary_number(path):
+    """N of a path header_dictionary_v<N>.txt."""
+    return int(pathlib.Path(path).stem.rsplit("_v", 1)[1])
 
 
 def sample_header(tmp, index, source, options, env):
@@ -122,7 +136,7 @@ def main():
                     digest = hashlib.sha256(card.read_bytes()).hexdigest()
                     added.append(json.dumps({"id": card.parent.name, "sha256": digest},
                                             separators=(",", ":")))
-            for i, (source, options) in enumerate(EXTENSION_SAMPLES):
+            for i, (source, options) in enumerate(EXTENSION_SAMPLES[dictionary_number(args.out)]):
                 added.append(sample_header(tmp, i, source, options, env))
         pathlib.Path(args.out).write_text(base + "\n".join(added) + "\n", encoding="utf-8")
         print(f"{args.out}: {pathlib.Path(args.out).stat().st_size} bytes")

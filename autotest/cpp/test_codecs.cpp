@@ -147,8 +147,8 @@ TEST(Options, TheCatalogueHoldsExactlyTheCodecsThatExist) {
   std::vector<std::string> names;
   for (const auto& codec : codecCatalogue()) names.push_back(codec.name);
   EXPECT_EQ(names, (std::vector<std::string>{"LOSSLESS", "JPEG", "RDIC", "MULTIRATE",
-                                             "FIXED_QUALITY"}));
-  EXPECT_EQ(findCodecDeclaration("VQ"), nullptr);
+                                             "FIXED_QUALITY", "VQ"}));
+  EXPECT_TRUE(findCodecDeclaration("VQ")->storesLatentIndices);
   EXPECT_EQ(findCodec("DIFFUSION"), nullptr);  // refused without loading the module
   EXPECT_TRUE(findCodecDeclaration("FIXED_QUALITY")->mayStoreAuxiliary);
   EXPECT_EQ(kindOf([] { findCodec("jpeg")->parametersFromOptions(

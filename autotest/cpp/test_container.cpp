@@ -195,6 +195,10 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
   EXPECT_EQ(second.size(), 35027u);
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(second.data()), second.size()), 0x15EE1B1Bu);
   EXPECT_EQ(second.substr(0, first.size()), first);  // 2 extends 1
+  const std::string third = headerDictionary(HeaderEncoding::ZstdDictionary3);
+  EXPECT_EQ(third.size(), 40241u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(third.data()), third.size()), 0x6884F63Fu);
+  EXPECT_EQ(third.substr(0, second.size()), second);  // 3 extends 2
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
@@ -244,7 +248,8 @@ TEST(HeaderEncoding, ReserveTakesALaterLongerHeader) {
   tooLong.auxiliary = {{"name", noise}};
   const std::vector<uint8_t> bigTile(5u << 20, 3);
   for (HeaderEncoding encoding :
-       {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1, HeaderEncoding::ZstdDictionary2}) {
+       {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1, HeaderEncoding::ZstdDictionary2,
+        HeaderEncoding::ZstdDictionary3}) {
     const std::string path = "/vsimem/container_reserve.nsat";
     ContainerWriter writer(path, sampleHeader(), 64, encoding);
     writer.writeTile(0, 0, 0, bigTile);

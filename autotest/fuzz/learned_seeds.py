@@ -15,6 +15,10 @@ its parsers real fields, and its mutator codes their symbols again). Tiles wider
 taller than 256 px, EMPTY tiles, band counts the harness cannot select (above 4; 2 to 17
 with the spectral transform) and files of other codecs or models are skipped, with the
 reason. Prints how many seeds each file gave.
+
+With ``--vq`` (``learned_seeds.py --vq OUT_DIR FILE.nsat...``) the seeds are for
+autotest/fuzz/fuzz_vq_payloads.cpp instead, from VQ files of one band group: model index,
+levels - 1, tile width - 1, height - 1, then the payload.
 """
 import hashlib
 import pathlib
@@ -78,16 +82,34 @@ def codec_bytes(payload):
     return payload[offset:]
 
 
-def seeds_of(path):
+VQ_MODELS = {"vq-rgb8-v1": (0, 3), "vq-rgbn8-v1": (1, 4), "vq-rgbn16-v1": (2, 4)}
+
+
+def vq_selection(codec, header):
+    """The selector bytes before width and height, or why the VQ harness cannot select it."""
+    model = codec["parameters"].get("model")
+    if codec["name"] != "VQ" or model not in VQ_MODELS:
+        return f"codec {codec['name']} {model or ''}"
+    index, bands = VQ_MODELS[model]
+    if header["raster"]["bands"] != bands:
+        return f"{header['raster']['bands']} bands (the harness fuzzes one band group)"
+    return bytes([index, codec["parameters"]["levels"] - 1])
+
+
+def seeds_of(path, vq=False):
     """The seeds of one file, and why it gave none (or None)."""
     layout = NsatLayout(path)
     codec = layout.header["codec"]
-    if codec["name"] not in ("MULTIRATE", "FIXED_QUALITY"):
+    if vq:
+        selected = vq_selection(codec, layout.header)
+        if isinstance(selected, str):
+            return [], selected
+    elif codec["name"] not in ("MULTIRATE", "FIXED_QUALITY"):
         return [], f"codec {codec['name']}"
-    selected = selection(codec, layout.header)
-    if isinstance(selected, str):
-        return [], selected
-    first, band_byte = selected
+    else:
+        selected = selection(codec, layout.header)
+        if isinstance(selected, str):
+            return [], selected
     raw = pathlib.Path(path).read_bytes()
     block_width, block_height = layout.block
     seeds = []
@@ -100,15 +122,23 @@ def seeds_of(path):
         payload = codec_bytes(raw[offset:offset + size])
         if payload is None:
             continue
-        seeds.append(bytes([first, width - 1, height - 1, band_byte]) + payload)
+        if vq:
+            seeds.append(selected + bytes([width - 1, height - 1]) + payload)
+        else:
+            first, band_byte = selected
+            seeds.append(bytes([first, width - 1, height - 1, band_byte]) + payload)
     return seeds, None
 
 
 def main():
-    out = pathlib.Path(sys.argv[1])
+    arguments = sys.argv[1:]
+    vq = arguments[:1] == ["--vq"]
+    if vq:
+        arguments = arguments[1:]
+    out = pathlib.Path(arguments[0])
     out.mkdir(parents=True, exist_ok=True)
-    for path in sys.argv[2:]:
-        seeds, skipped = seeds_of(path)
+    for path in arguments[1:]:
+        seeds, skipped = seeds_of(path, vq)
         for seed in seeds:
             (out / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
         print(f"{path}: {len(seeds)} seeds" + (f" (skipped: {skipped})" if skipped else ""))

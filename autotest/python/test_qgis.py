@@ -245,3 +245,30 @@ def test_jpeg_render_close_to_geotiff(qgs_app, work, tmp_path, reference, size):
     _check_not_blank(got, "jpeg")
     diff = _mean_rgb_diff(got, want)
     assert diff < JPEG_MAX_MEAN_DIFF, f"jpeg vs {reference} at {size}: mean |diff| {diff:.3f}"
+
+
+def test_vq_file_and_its_codebook_indices_open_as_layers(qgs_app, work, tmp_path):
+    """A VQ file renders like its source, and its NSAT_LATENT subdataset is a layer of
+    UInt16 index bands over the same extent (one cell per 4 x 4 px)."""
+    from qgis.core import Qgis
+    target = tmp_path / "vq.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", "-co", "CODEC=VQ", "-co", "LEVELS=3",
+             work["source"], target)
+    image = _layer(target)
+    latent = QgsRasterLayer(f"NSAT_LATENT:{target}", "indices", "gdal")
+    try:
+        assert latent.isValid(), "QGIS could not open the NSAT_LATENT subdataset"
+        assert latent.bandCount() == 3 * 2  # 3 levels x 2 codebook groups (vq-rgb8-v1)
+        assert latent.dataProvider().dataType(1) == Qgis.DataType.UInt16
+        assert latent.crs().authid() == image.crs().authid() == "EPSG:32618"
+        assert (latent.width(), latent.height()) == (198, 180)  # ceil(791 / 4), ceil(718 / 4)
+        cell = 4 * image.rasterUnitsPerPixelX()
+        assert latent.extent().xMinimum() == pytest.approx(image.extent().xMinimum())
+        assert latent.extent().yMaximum() == pytest.approx(image.extent().yMaximum())
+        assert latent.extent().width() == pytest.approx(image.extent().width(), abs=cell)
+        pixels = _render_png(target, tmp_path / "vq.png", _source_extent(work))
+        source = _render_png(work["source_ovr"], tmp_path / "source.png", _source_extent(work))
+        _check_not_blank(pixels, "VQ render")
+        assert _mean_rgb_diff(pixels, source) < 12.0
+    finally:
+        del latent, image

@@ -8,6 +8,7 @@
 #include "codecs/learned/fixed_quality_codec.h"
 #include "codecs/learned/multirate_codec.h"
 #include "codecs/learned/relevance.h"
+#include "codecs/learned/vq_codec.h"
 #include "codecs/learned_module.h"
 
 namespace {
@@ -37,6 +38,7 @@ extern "C" __attribute__((visibility("default"))) int nsat_register_learned_code
   if (std::getenv("NSAT_TORCH_DISABLE_MKLDNN")) at::globalContext().setUserEnabledMkldnn(false);
   exports->codecs.push_back(nsat::multirateCodecDescriptor());
   exports->codecs.push_back(nsat::fixedQualityCodecDescriptor());
+  exports->codecs.push_back(nsat::vqCodecDescriptor());
   exports->classifierRef = [](const std::string& model) {
     return nsat::loadLandCoverClassifier(model)->folder().ref();
   };

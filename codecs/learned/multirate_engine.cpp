@@ -14,12 +14,6 @@ namespace {
 
 constexpr double kMappedRange = 4096;
 
-// Module::forward is not const; a copy is a handle onto the same shared module.
-at::Tensor runModule(const torch::jit::Module& module, const at::Tensor& input) {
-  torch::jit::Module handle = module;
-  return handle.forward({input}).toTensor();
-}
-
 }  // namespace
 
 std::vector<BandGroup> bandGroups(int modelBands, int imageBands) {

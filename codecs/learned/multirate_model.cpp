@@ -9,8 +9,6 @@
 
 namespace nsat {
 
-namespace {
-
 torch::jit::Module loadTorchScript(const ModelFolder& folder, const std::string& name) {
   try {
     torch::jit::Module module = torch::jit::load(folder.file(name), torch::kCPU);
@@ -29,6 +27,8 @@ nlohmann::json readJson(const ModelFolder& folder, const std::string& name) {
   }
 }
 
+namespace {
+
 std::vector<QuantizedCdf> hyperLatentTables(const ModelFolder& folder) {
   const nlohmann::json prior = readJson(folder, "factorized_prior.json");
   std::vector<std::vector<float>> pmfs;
@@ -44,6 +44,13 @@ std::vector<QuantizedCdf> hyperLatentTables(const ModelFolder& folder) {
     throw Error("model " + folder.id + ": factorized_prior.json: " + e.what());
   }
   return factorizedPriorTables(pmfs, tailMasses, minValues);
+}
+
+}  // namespace
+
+at::Tensor runModule(const torch::jit::Module& module, const at::Tensor& input) {
+  torch::jit::Module handle = module;  // forward is not const; a copy shares the module
+  return handle.forward({input}).toTensor();
 }
 
 // The TorchScript graph executor re-optimises a graph after profiling its first runs,
@@ -68,6 +75,8 @@ SynthesisArithmetic synthesisArithmetic(const ModelFolder& folder) {
   if (name == "fused-multiply-add") return SynthesisArithmetic::FusedMultiplyAdd;
   throw Error("model " + folder.id + ": unknown synthesis_arithmetic '" + name + "'");
 }
+
+namespace {
 
 // The card's "gain_activation" (and "gain_floor"): "relu" for cards without it; and its
 // "demodulation": "inverse_of_modulation" for tied gains (older cards hold a description

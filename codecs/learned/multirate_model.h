@@ -38,6 +38,15 @@ struct MultirateModel {
   std::string tablesFingerprint;
 };
 
+// Shared by the loaders of the learned models. Each throws nsat::Error naming the model.
+torch::jit::Module loadTorchScript(const ModelFolder& folder, const std::string& name);
+nlohmann::json readJson(const ModelFolder& folder, const std::string& name);
+at::Tensor runModule(const torch::jit::Module& module, const at::Tensor& input);
+// Plain TorchScript execution (no re-optimisation after the first runs), once per process.
+void useUnoptimisedTorchScript();
+// The card's architecture.synthesis_arithmetic.
+SynthesisArithmetic synthesisArithmetic(const ModelFolder& folder);
+
 // Loads (once) and returns model `id`; with a non-empty `expectedSha256`, requires the
 // model on disk to be that one. Throws nsat::Error naming the model otherwise.
 std::shared_ptr<const MultirateModel> loadMultirateModel(const std::string& id,

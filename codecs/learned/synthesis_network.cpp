@@ -86,15 +86,15 @@ SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisAr
   } catch (const c10::Error&) {
     throw Error("synthesis.pt lacks input_scale, lambda_max or output_max");
   }
+  // Stages g_s.0, g_s.3, g_s.6, ...: conv3x3, PixelShuffle(2), inverse GDN (g_s.<i+2>),
+  // the last without the GDN. MULTIRATE has four, VQ two.
   const auto& first = tensors["g_s.0.weight"];
-  const auto& last = tensors["g_s.9.weight"];
-  if (!first.defined() || !last.defined() || first.dim() != 4 || last.dim() != 4) {
-    throw Error("synthesis.pt is not a MULTIRATE synthesis (g_s.0 / g_s.9 missing)");
+  if (!first.defined() || first.dim() != 4 || !tensors.count("g_s.3.weight")) {
+    throw Error("synthesis.pt is not an NSAT synthesis (g_s.0 / g_s.3 missing)");
   }
   latentChannels_ = int(first.size(1));
-  outputBands_ = int(last.size(0)) / 4;
   int channels = latentChannels_;
-  for (int index : {0, 3, 6, 9}) {
+  for (int index = 0; tensors.count("g_s." + std::to_string(index) + ".weight"); index += 3) {
     const std::string name = "g_s." + std::to_string(index);
     const auto& w = tensors[name + ".weight"];
     if (!w.defined() || w.dim() != 4 || w.size(1) != channels || w.size(2) != 3 ||
@@ -107,15 +107,20 @@ SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisAr
     conv.bias = floats(tensors, name + ".bias", {conv.out});
     channels = conv.out / 4;
     convs_.push_back(std::move(conv));
-    if (index != 9) {
+    if (tensors.count("g_s." + std::to_string(index + 3) + ".weight")) {
       const std::string gdn = "g_s." + std::to_string(index + 2);
       InverseGdn layer{channels, floats(tensors, gdn + ".beta", {channels}),
                        floats(tensors, gdn + ".gamma", {channels, channels})};
       inverseGdns_.push_back(std::move(layer));
     }
   }
-  const auto& hidden = tensors["demodulation.0.weight"];
-  if (!hidden.defined() || hidden.dim() != 2) throw Error("synthesis.pt has no demodulation net");
+  if (convs_.size() > 6) throw Error("synthesis.pt has more stages than NSAT decodes");
+  outputBands_ = channels;
+  // The demodulation net (MULTIRATE, FIXED_QUALITY); VQ's synthesis has none.
+  const auto hiddenFound = tensors.find("demodulation.0.weight");
+  if (hiddenFound == tensors.end()) return;
+  const auto& hidden = hiddenFound->second;
+  if (hidden.dim() != 2) throw Error("synthesis.pt has a malformed demodulation net");
   const int hiddenSize = int(hidden.size(0));
   gain1_ = {1, hiddenSize, floats(tensors, "demodulation.0.weight", {hiddenSize, 1}),
             floats(tensors, "demodulation.0.bias", {hiddenSize})};
@@ -128,6 +133,7 @@ SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisAr
 // Float32 +, -, * and / only (this file is built without contraction): the same bits on
 // every machine.
 std::vector<float> SynthesisNetwork::demodulationGain(float lambda) const {
+  if (gain1_.out == 0) throw Error("this synthesis has no demodulation net");
   const float normalised = lambda / lambdaMax_;
   std::vector<float> hidden(size_t(gain1_.out));
   for (int i = 0; i < gain1_.out; ++i) {
@@ -149,11 +155,11 @@ std::vector<float> SynthesisNetwork::demodulationGain(float lambda) const {
 }
 
 double SynthesisNetwork::macsPerPixel() const {
-  // Layer l runs at 2^l / 16 of the output resolution in each direction; its inverse
-  // GDN (channels^2 per position) at twice that.
+  // Layer l of L runs at 2^(l - L) of the output resolution in each direction; its
+  // inverse GDN (channels^2 per position) at twice that.
   double macs = 0;
   for (size_t layer = 0; layer < convs_.size(); ++layer) {
-    const double positions = std::ldexp(1.0, 2 * int(layer)) / 256.0;
+    const double positions = std::ldexp(1.0, 2 * (int(layer) - int(convs_.size())));
     macs += positions * convs_[layer].in * convs_[layer].out * 9;
     if (layer < inverseGdns_.size()) {
       macs += 4 * positions * double(inverseGdns_[layer].channels) * inverseGdns_[layer].channels;

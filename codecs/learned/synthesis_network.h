@@ -1,4 +1,4 @@
-// The MULTIRATE synthesis transform g_s, run by our own float32 kernels in a fixed
+// The synthesis transform g_s of MULTIRATE (and of VQ), run by our own float32 kernels in a fixed
 // summation order.
 //
 // LibTorch's convolutions pick their algorithm by CPU, thread count and backend: with
@@ -42,10 +42,12 @@ class SynthesisNetwork {
 
   int latentChannels() const { return latentChannels_; }
   int outputBands() const { return outputBands_; }
+  // Output pixels per latent position along each axis: 2^stages (MULTIRATE 16, VQ 4).
+  int upsampling() const { return 1 << convs_.size(); }
   double outputMax() const { return outputMax_; }
 
   // y: latentChannels() x height x width quantised latents. Returns outputBands() x
-  // 16 height x 16 width samples in raw units, clamped to [0, outputMax()].
+  // upsampling() height x upsampling() width samples in raw units, clamped to [0, outputMax()].
   std::vector<float> run(const std::vector<int32_t>& y, int height, int width, float lambda,
                          const Parallelism& parallelism) const;
   // Same from latents already multiplied by their demodulation gain (a lambda per
@@ -59,7 +61,8 @@ class SynthesisNetwork {
   // Multiply-accumulates per output sample (for benchmarks).
   double macsPerPixel() const;
 
-  // lambda -> the per-channel gain on y_hat (the demodulation net, in float32).
+  // lambda -> the per-channel gain on y_hat (the demodulation net, in float32). Throws
+  // nsat::Error for a synthesis without one (VQ).
   std::vector<float> demodulationGain(float lambda) const;
 
  private:
@@ -78,8 +81,8 @@ class SynthesisNetwork {
     std::vector<float> bias;
   };
 
-  std::vector<Conv> convs_;           // 4: each followed by PixelShuffle(2)
-  std::vector<InverseGdn> inverseGdns_;  // 3: after the first three shuffles
+  std::vector<Conv> convs_;           // each followed by PixelShuffle(2)
+  std::vector<InverseGdn> inverseGdns_;  // after every shuffle but the last
   Dense gain1_, gain2_;
   SynthesisArithmetic arithmetic_;
   GainActivation gainActivation_;

@@ -570,3 +570,132 @@ class SarDbWindows:
 
     def sample(self, i: int) -> np.ndarray:
         return self.windows[i][None] * np.float32(self.scale)
+
+
+# --------------------------------------------------------------------------------------
+# VQ training data (train_vq.py): 4-band RGB+NIR and 8-bit RGB
+#
+# ``s2-rgbn``: Sentinel-2 B2, B3, B4, B8 as UInt16 reflectance x 10000 (L1C and L2A): the
+# EuroSAT MS train chips, the Sen1Floods11 L1C patch (Int16, negatives clipped to 0), the
+# UKIS cloud-mask Sentinel-2 scene, the rio-tiler-pds L1C preview and the BigEarthNet L2A
+# patches. Held out: the EuroSAT MS test chips.
+# ``rgb8``: EuroSAT RGB train images and the scenes of ``--source mix`` (same hold-outs).
+# Held out: an evenly spread 200 of the EuroSAT RGB test images.
+# ``rgbn8``: NAIP 4-band Byte, the columns left of VQ_NAIP_TEST_COLUMN of the NAIP scene,
+# plus the Sentinel-2 scenes above stretched to 8 bit (one lo/hi per scene, as for
+# ``mix``). Held out: 128 x 128 crops of the NAIP columns from VQ_NAIP_TEST_COLUMN on.
+
+S2_RGBN = (1, 2, 3, 7)  # B2, B3, B4, B8 in EuroSAT's 13-band order (0-based)
+VQ_NAIP_TEST_COLUMN = 700
+
+
+def _s2_rgbn_scenes(data: str) -> List[np.ndarray]:
+    scenes = []
+    floods = os.path.join(data, "sentinel2/sen1floods11/Spain_7370579_S2Hand.tif")
+    if os.path.exists(floods):
+        scenes.append(np.clip(_read_bands(floods, (2, 3, 4, 8)).astype(np.int32), 0, 65535).astype(np.uint16))
+    ukis = os.path.join(data, "clouds/ukis-csmask/sentinel2_toa_x10000_u16.tif")
+    if os.path.exists(ukis):
+        scenes.append(_read_bands(ukis, (1, 2, 3, 4)))
+    pds = [os.path.join(data, f"clouds/rio-tiler-pds-s2l1c/{b}.jp2") for b in ("B02", "B03", "B04", "B08")]
+    if all(os.path.exists(p) for p in pds):
+        scenes.append(np.concatenate([_read_bands(p, (1,)) for p in pds]))
+    ben = os.path.join(data, "sentinel2/bigearthnet")
+    if os.path.isdir(ben):
+        for name in sorted(os.listdir(ben)):
+            files = [os.path.join(ben, name, f"{name}_{b}.tif") for b in ("B02", "B03", "B04", "B08")]
+            if all(os.path.exists(p) for p in files):
+                scenes.append(np.concatenate([_read_bands(p, (1,)) for p in files]))
+    return [s.astype(np.uint16) for s in scenes]
+
+
+def _eurosat_ms_rgbn(data: str, split: str) -> np.ndarray:
+    return EuroSatMsBands(data, split).tiles[:, list(S2_RGBN)]
+
+
+def _naip(data: str) -> np.ndarray:
+    return _read_bands(os.path.join(data, NAIP_TRAIN), (1, 2, 3, 4))
+
+
+def _stretch_scene(arr: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(arr[:, np.any(arr > 0, axis=0)], STRETCH_PERCENTILES)
+    hi = max(hi, lo + 1.0)
+    return np.clip(np.round(255.0 * (arr.astype(np.float64) - lo) / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def vq_training_images(data: str, source: str) -> List[np.ndarray]:
+    """Every training image of a VQ source in raw units ([C, H, W], uint8 or uint16)."""
+    if source == "s2-rgbn":
+        return list(_eurosat_ms_rgbn(data, "train")) + _s2_rgbn_scenes(data)
+    if source == "rgb8":
+        eurosat = EuroSatRgb(data, "train")
+        picks = eval_indices(eurosat, 3000)
+        scenes, _ = load_scenes(data, 64)
+        return [eurosat.raw(i) for i in picks] + [s.img for s in scenes]
+    if source == "rgbn8":
+        return [_naip(data)[:, :, :VQ_NAIP_TEST_COLUMN]] + [_stretch_scene(s) for s in _s2_rgbn_scenes(data)]
+    raise ValueError(source)
+
+
+def vq_test_images(data: str, source: str) -> List[np.ndarray]:
+    if source == "s2-rgbn":
+        return list(_eurosat_ms_rgbn(data, "test"))
+    if source == "rgb8":
+        eurosat = EuroSatRgb(data, "test")
+        return [eurosat.raw(i) for i in eval_indices(eurosat, 200)]
+    if source == "rgbn8":
+        strip = _naip(data)[:, :, VQ_NAIP_TEST_COLUMN:]
+        _, h, w = strip.shape
+        return [strip[:, t:t + 128, l:l + 128] for t in range(0, h - 127, 128) for l in range(0, w - 127, 128)]
+    raise ValueError(source)
+
+
+def vq_source_description(source: str) -> dict:
+    text = {
+        "s2-rgbn": "Sentinel-2 B2, B3, B4, B8 UInt16 reflectance x 10000: EuroSAT MS train chips, "
+                   "Sen1Floods11 L1C, UKIS cloud-mask S2, rio-tiler-pds L1C preview, BigEarthNet L2A patches; "
+                   "held out: EuroSAT MS test chips",
+        "rgb8": "EuroSAT RGB train images and the --source mix scenes (MULTIRATE's hold-outs excluded); "
+                "held out: 200 EuroSAT RGB test images",
+        "rgbn8": f"NAIP 4-band Byte (columns < {VQ_NAIP_TEST_COLUMN} of {NAIP_TRAIN}) and the s2-rgbn "
+                 "scenes stretched to 8 bit; held out: 128 px crops of the NAIP columns right of that",
+    }[source]
+    return {"train": text, "augmentation": "random crop, flips, 90-degree turns"}
+
+
+class VqStream:
+    """Seeded, resumable batches (float32 [B, C, crop, crop], in model units) of a VQ source:
+    half the batch from the image list drawn by image, half by pixel area (large scenes)."""
+
+    def __init__(self, images: List[np.ndarray], scale: float, batch_size: int, crop: int, seed: int):
+        self.images = [im for im in images if im.shape[1] >= crop and im.shape[2] >= crop]
+        self.scale = np.float32(scale)
+        self.batch_size, self.crop = batch_size, crop
+        area = np.array([im.shape[1] * im.shape[2] for im in self.images], dtype=np.float64)
+        self.area_p = area / area.sum()
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def next(self) -> np.ndarray:
+        out = []
+        for k in range(self.batch_size):
+            if k % 2 == 0:
+                i = int(self.rng.integers(0, len(self.images)))
+            else:
+                i = int(self.rng.choice(len(self.images), p=self.area_p))
+            for _ in range(20):
+                crop = augment(self.images[i], self.rng, self.crop)
+                if np.any(crop):
+                    break
+            out.append(crop.astype(np.float32) * self.scale)
+        return np.stack(out)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def vq_stream(data: str, source: str, batch_size: int, crop: int, seed: int) -> VqStream:
+    scale = 1.0 / 10000.0 if source == "s2-rgbn" else RGB_SCALE
+    return VqStream(vq_training_images(data, source), scale, batch_size, crop, seed)

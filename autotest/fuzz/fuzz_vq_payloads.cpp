@@ -1,0 +1,83 @@
+// libFuzzer harness for VQ tile payloads (codecs/learned/vq_codec.cpp), built with the
+// learned fuzzers by scripts/fuzz.sh (nsat_fuzz_vq).
+//
+// Input: 4 selector bytes, then a VQ payload as a tile stores it (framing stripped):
+//   byte 0  the model: 0 vq-rgb8-v1, 1 vq-rgbn8-v1, 2 vq-rgbn16-v1 (value modulo 3)
+//   byte 1  levels - 1 (modulo the model's levels)
+//   byte 2  tile width - 1, byte 3 tile height - 1 (1 .. 256 px)
+// The tile has one band group of the model's band count. Every input is decoded in full
+// (indices, codewords, synthesis) and its latent indices are read; a corrupt payload must
+// give nsat::Error, nothing else. Seeds: autotest/fuzz/learned_seeds.py --vq.
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "codecs/error.h"
+#include "codecs/learned/vq_codec.h"
+#include "codecs/learned/vq_model.h"
+
+namespace nsat {
+namespace {
+
+constexpr int kModels = 3;
+constexpr const char* kModelIds[kModels] = {"vq-rgb8-v1", "vq-rgbn8-v1", "vq-rgbn16-v1"};
+constexpr size_t kSelectorSize = 4;
+
+struct ModelCodecs {
+  DataType type;
+  int bands;
+  std::vector<std::unique_ptr<Codec>> byLevels;  // LEVELS = 1 .. the model's
+};
+ModelCodecs* models[kModels];
+
+}  // namespace
+}  // namespace nsat
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  using namespace nsat;
+  at::set_num_threads(1);
+  const CodecDescriptor descriptor = vqCodecDescriptor();
+  try {
+    for (int m = 0; m < kModels; ++m) {
+      const auto model = loadVqModel(kModelIds[m]);
+      auto* codecs = new ModelCodecs{model->codesBytes ? DataType::Byte : DataType::UInt16,
+                                     model->bands, {}};
+      for (int levels = 1; levels <= model->levels; ++levels) {
+        const CodecOptions options = {{"MODEL", kModelIds[m]}, {"LEVELS", std::to_string(levels)}};
+        codecs->byLevels.push_back(
+            descriptor.create(descriptor.parametersFromOptions(options, codecs->type, codecs->bands)));
+      }
+      models[m] = codecs;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "fuzz_vq_payloads: cannot load the VQ models: " << e.what() << "\n";
+    std::abort();
+  }
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace nsat;
+  if (size < kSelectorSize) return 0;
+  const ModelCodecs& codecs = *models[data[0] % kModels];
+  const Codec& codec = *codecs.byLevels[data[1] % codecs.byLevels.size()];
+  TileShape shape;
+  shape.width = data[2] + 1;
+  shape.height = data[3] + 1;
+  shape.bands = codecs.bands;
+  shape.type = codecs.type;
+  std::vector<uint8_t> pixels(shape.byteCount());
+  try {
+    codec.decode(shape, data + kSelectorSize, size - kSelectorSize, pixels.data());
+  } catch (const Error&) {
+  }
+  try {
+    codec.latentIndexValues(shape, data + kSelectorSize, size - kSelectorSize);
+  } catch (const Error&) {
+  }
+  return 0;
+}
