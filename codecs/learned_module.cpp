@@ -120,7 +120,8 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "before it left (the models have 3; each level costs 32 bits per 4x4 pixels of a "
             "16-bit band group, 16 of a Byte one, before entropy coding)"),
         textOptionDeclaration("MODEL",
-                              "a folder in models/: vq-rgb8-v1 (default for 3-band Byte), "
+                              "a folder in models/: vq-rgb8-v2 (default for 3-band Byte; "
+                              "vq-rgb8-v1 the first one, with a decoder twice as wide), "
                               "vq-rgbn8-v1 (4-band Byte, NAIP RGB+NIR), vq-rgbn16-v1 (4-band "
                               "UInt16/Int16: Sentinel-2 B2, B3, B4, B8 reflectance x 10000)")};
     return std::vector<CodecDeclaration>{multirate, fixedQuality, vq};

@@ -11,7 +11,7 @@ Datasets (images from scripts/learned/datasets.py, vq_test_images; numpy arrays,
 georeferencing, one file per image, NSAT default BLOCKSIZE 256, so one tile per image)
   s2_rgbn16   source s2-rgbn: the 24 EuroSAT MS test chips, B2, B3, B4, B8, 4 x UInt16 64x64;
               VQ model vq-rgbn16-v1. PSNR peak 65535, fixed-range SSIM range 10000.
-  rgb8        source rgb8: 200 EuroSAT RGB test images, 3 x Byte 64x64; VQ model vq-rgb8-v1.
+  rgb8        source rgb8: 200 EuroSAT RGB test images, 3 x Byte 64x64; VQ model vq-rgb8-v2.
               PSNR peak 255, fixed-range SSIM range 255.
   naip_rgbn8  source rgbn8: 128x128 crops of the held-out NAIP columns (>= 700), 4 x Byte;
               VQ model vq-rgbn8-v1. Same peaks as rgb8.
@@ -136,7 +136,7 @@ STRIP_BLOCKSIZE = 256
 DATASETS = {
     "s2_rgbn16": dict(source="s2-rgbn", model="vq-rgbn16-v1", peak=65535.0, fixed_range=10000.0,
                       description="Sentinel-2 B2, B3, B4, B8 (EuroSAT MS test chips), 4 x UInt16 64x64"),
-    "rgb8": dict(source="rgb8", model="vq-rgb8-v1", peak=255.0, fixed_range=255.0,
+    "rgb8": dict(source="rgb8", model="vq-rgb8-v2", peak=255.0, fixed_range=255.0,
                  description="EuroSAT RGB test images, 3 x Byte 64x64"),
     "naip_rgbn8": dict(source="rgbn8", model="vq-rgbn8-v1", peak=255.0, fixed_range=255.0,
                        description="NAIP 4-band (RGB + NIR) Byte, 128x128 crops of the held-out "

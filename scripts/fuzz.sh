@@ -115,7 +115,8 @@ if [[ -f build/gdal_NSAT.so && -f build/nsat_learned.so ]]; then
     -co QUALITY_BLOCK=32 -co BLOCKSIZE=32
   # VQ: every model and level count, edge tiles (autotest/fuzz/fuzz_vq_payloads.cpp).
   vq=(-co CODEC=VQ -co BLOCKSIZE=32)
-  learned_seed vq_rgb1 eurosat_rgb_river.jpg -srcwin 0 0 50 40 "${vq[@]}" -co LEVELS=1
+  learned_seed vq_rgb1 eurosat_rgb_river.jpg -srcwin 0 0 50 40 "${vq[@]}" -co LEVELS=1 \
+    -co MODEL=vq-rgb8-v1
   learned_seed vq_rgb3 landsat7_rgb_byte.tif -srcwin 150 0 64 64 "${vq[@]}" -co LEVELS=3
   learned_seed vq_naip2 naip_4band_byte.tif -srcwin 720 0 70 48 "${vq[@]}"
   learned_seed vq_s2_1 eurosat_ms_residential_rgbn.tif "${vq[@]}" -co LEVELS=1

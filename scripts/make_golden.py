@@ -68,6 +68,8 @@ GOLDEN = {
     # VQ: every model, 1 to 3 levels, edge tiles, overviews, a multiple of the band count.
     "eurosat_rgb_vq_rgb8_v1.nsat": ("eurosat_rgb_river.jpg", None,
                                     ["CODEC=VQ", "LEVELS=3", "BLOCKSIZE=48", "MODEL=vq-rgb8-v1"]),
+    "eurosat_rgb_vq_rgb8_v2.nsat": ("eurosat_rgb_forest.jpg", None,
+                                    ["CODEC=VQ", "LEVELS=2", "BLOCKSIZE=32", "MODEL=vq-rgb8-v2"]),
     "naip_vq_rgbn8_v1.nsat": ("naip_4band_byte.tif", [700, 300, 234, 200],
                               ["CODEC=VQ", "LEVELS=2", "BLOCKSIZE=128", "MODEL=vq-rgbn8-v1"]),
     "eurosat_ms_vq_rgbn16_v1.nsat": ("eurosat_ms_residential_rgbn.tif", None,

@@ -86,6 +86,7 @@ EXTENSION_SAMPLES = {2: [
 ], 3: [  # the VQ codec and its three models
     ("naip_4band_byte.tif", ["CODEC=VQ"]),
     ("eurosat_ms_residential_rgbn.tif", ["CODEC=VQ", "LEVELS=3"]),
+    ("landsat7_rgb_byte.tif", ["CODEC=VQ", "MODEL=vq-rgb8-v1"]),
     ("landsat7_rgb_byte.tif", ["CODEC=VQ"]),
     ("eurosat_ms_residential_rgbn.tif", ["CODEC=VQ", "LEVELS=1"]),
     ("eurosat_ms_residential_rgbn.tif", ["CODEC=VQ"]),

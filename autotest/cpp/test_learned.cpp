@@ -379,7 +379,7 @@ TEST(Vq, EachDefaultModelRoundTripsAndLevelsRefine) {
     double peak, minPsnrAtTwoLevels;
   };
   const Case cases[] = {
-      {"eurosat_rgb_river.jpg", DataType::Byte, GDT_Byte, 0, 0, 64, "vq-rgb8-v1", 255, 39.5},
+      {"eurosat_rgb_river.jpg", DataType::Byte, GDT_Byte, 0, 0, 64, "vq-rgb8-v2", 255, 39.5},
       {"naip_4band_byte.tif", DataType::Byte, GDT_Byte, 720, 300, 128, "vq-rgbn8-v1", 255, 33.0},
       {"eurosat_ms_residential_rgbn.tif", DataType::UInt16, GDT_UInt16, 0, 0, 64, "vq-rgbn16-v1",
        65535, 57.5}};

@@ -2,7 +2,7 @@
 // learned fuzzers by scripts/fuzz.sh (nsat_fuzz_vq).
 //
 // Input: 4 selector bytes, then a VQ payload as a tile stores it (framing stripped):
-//   byte 0  the model: 0 vq-rgb8-v1, 1 vq-rgbn8-v1, 2 vq-rgbn16-v1 (value modulo 3)
+//   byte 0  the model: 0 vq-rgb8-v1, 1 vq-rgbn8-v1, 2 vq-rgbn16-v1, 3 vq-rgb8-v2 (modulo 4)
 //   byte 1  levels - 1 (modulo the model's levels)
 //   byte 2  tile width - 1, byte 3 tile height - 1 (1 .. 256 px)
 // The tile has one band group of the model's band count. Every input is decoded in full
@@ -23,8 +23,9 @@
 namespace nsat {
 namespace {
 
-constexpr int kModels = 3;
-constexpr const char* kModelIds[kModels] = {"vq-rgb8-v1", "vq-rgbn8-v1", "vq-rgbn16-v1"};
+constexpr int kModels = 4;
+constexpr const char* kModelIds[kModels] = {"vq-rgb8-v1", "vq-rgbn8-v1", "vq-rgbn16-v1",
+                                            "vq-rgb8-v2"};
 constexpr size_t kSelectorSize = 4;
 
 struct ModelCodecs {

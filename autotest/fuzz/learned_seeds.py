@@ -82,7 +82,8 @@ def codec_bytes(payload):
     return payload[offset:]
 
 
-VQ_MODELS = {"vq-rgb8-v1": (0, 3), "vq-rgbn8-v1": (1, 4), "vq-rgbn16-v1": (2, 4)}
+VQ_MODELS = {"vq-rgb8-v1": (0, 3), "vq-rgbn8-v1": (1, 4), "vq-rgbn16-v1": (2, 4),
+             "vq-rgb8-v2": (3, 3)}
 
 
 def vq_selection(codec, header):

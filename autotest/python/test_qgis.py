@@ -258,7 +258,7 @@ def test_vq_file_and_its_codebook_indices_open_as_layers(qgs_app, work, tmp_path
     latent = QgsRasterLayer(f"NSAT_LATENT:{target}", "indices", "gdal")
     try:
         assert latent.isValid(), "QGIS could not open the NSAT_LATENT subdataset"
-        assert latent.bandCount() == 3 * 2  # 3 levels x 2 codebook groups (vq-rgb8-v1)
+        assert latent.bandCount() == 3 * 2  # 3 levels x 2 codebook groups (vq-rgb8-v2)
         assert latent.dataProvider().dataType(1) == Qgis.DataType.UInt16
         assert latent.crs().authid() == image.crs().authid() == "EPSG:32618"
         assert (latent.width(), latent.height()) == (198, 180)  # ceil(791 / 4), ceil(718 / 4)

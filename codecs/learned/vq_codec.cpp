@@ -18,7 +18,7 @@ constexpr uint8_t kPayloadVersion = 1;
 std::string defaultModel(DataType type, int bands) {
   if (type == DataType::Byte) {
     if (bands % 4 == 0) return "vq-rgbn8-v1";
-    if (bands % 3 == 0) return "vq-rgb8-v1";
+    if (bands % 3 == 0) return "vq-rgb8-v2";
     return "";
   }
   if ((type == DataType::UInt16 || type == DataType::Int16) && bands % 4 == 0) return "vq-rgbn16-v1";

@@ -70,6 +70,10 @@ def parse_args():
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from another run's checkpoint: every tensor of the same name and "
+                        "shape (encoder, codebooks; the decoder too if it has the same width), "
+                        "then train without warm-up or k-means")
     p.add_argument("--export", default=None, metavar="DIR")
     p.add_argument("--model-id", default=None)
     return p.parse_args()
@@ -173,7 +177,8 @@ def export(args, codec: VqCodec, step: int, history: list) -> None:
         "input_scale": scale,
         "output_max": out_max,
         "data": datasets.vq_source_description(args.source),
-        "training": {"steps": step, "warmup": args.warmup, "batch_size": args.batch_size,
+        "training": {"steps": step, "warmup": args.warmup, "init_from": args.init_from,
+                     "batch_size": args.batch_size,
                      "crop": args.crop, "lr": args.lr, "commitment": args.commitment,
                      "seed": args.seed, "threads": args.threads},
         "eval_heldout": ev["points"],
@@ -210,6 +215,14 @@ def main():
     stream = datasets.vq_stream(args.data, args.source, args.batch_size, args.crop, args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     step = 0
+    if args.init_from and not os.path.exists(ckpt_path):
+        source = torch.load(args.init_from)["codec"]
+        own = codec.state_dict()
+        taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        codec.load_state_dict(taken, strict=False)
+        print(f"initialised {len(taken)} of {len(own)} tensors from {args.init_from}", flush=True)
+    if args.init_from:
+        args.warmup = 0  # the codebooks come initialised
     if os.path.exists(ckpt_path):
         state = torch.load(ckpt_path)
         codec.load_state_dict(state["codec"])
