@@ -9,9 +9,22 @@ import platform
 import signal
 import statistics
 import subprocess
+import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bench_multirate_module(threads):
+    """bench_multirate, for its helpers (psnr, bd_rate, fmt, jsonable, ...): it parses its
+    command line at import, so it is given one naming only the thread count."""
+    saved = sys.argv
+    sys.argv = [saved[0], "--threads", str(threads)]
+    try:
+        import bench_multirate
+    finally:
+        sys.argv = saved
+    return bench_multirate
 
 
 def cpu_model():

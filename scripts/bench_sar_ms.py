@@ -97,13 +97,9 @@ os.environ["GDAL_PAM_ENABLED"] = "NO"
 os.environ["GDAL_NUM_THREADS"] = str(ARGS.threads)
 
 sys.path.insert(0, SCRIPTS)
-_saved_argv = sys.argv
-sys.argv = [_saved_argv[0], "--threads", str(ARGS.threads)]  # bench_multirate parses at import
-try:
-    import bench_multirate as bm  # noqa: E402  (bd_rate, psnr, SSIM pieces, fmt, jsonable)
-finally:
-    sys.argv = _saved_argv
 import bench_common  # noqa: E402
+
+bm = bench_common.bench_multirate_module(ARGS.threads)  # bd_rate, psnr, SSIM pieces, fmt, jsonable
 
 import numpy as np  # noqa: E402
 from osgeo import gdal  # noqa: E402

@@ -100,13 +100,9 @@ os.environ["GDAL_NUM_THREADS"] = str(ARGS.threads)
 
 sys.path.insert(0, SCRIPTS)
 sys.path.insert(0, os.path.join(SCRIPTS, "learned"))
-_saved_argv = sys.argv
-sys.argv = [_saved_argv[0], "--threads", str(ARGS.threads)]  # bench_multirate parses at import
-try:
-    import bench_multirate as bm  # noqa: E402  (psnr, psnr_at_rate, fmt, jsonable, driver_has_option)
-finally:
-    sys.argv = _saved_argv
 import bench_common  # noqa: E402
+
+bm = bench_common.bench_multirate_module(ARGS.threads)  # psnr, psnr_at_rate, fmt, jsonable, ...
 import datasets  # noqa: E402  (scripts/learned/datasets.py)
 import image_metrics  # noqa: E402  (scripts/image_metrics.py)
 
