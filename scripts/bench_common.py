@@ -27,6 +27,24 @@ def bench_multirate_module(threads):
     return bench_multirate
 
 
+def run_metadata():
+    """What a benchmark's results record about its run: date, machine, load, GDAL, numpy,
+    Python, the plugin and models it used, and its command line."""
+    import datetime
+    import shlex
+
+    import numpy as np
+    from osgeo import gdal
+
+    return dict(
+        date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S UTC}",
+        machine=machine(), load_at_start="/".join(f"{x:.2f}" for x in os.getloadavg()),
+        gdal=gdal.VersionInfo("RELEASE_NAME"), numpy=np.__version__, python=platform.python_version(),
+        plugin=os.path.join(os.environ["GDAL_DRIVER_PATH"], "gdal_NSAT.so"),
+        models_dir=os.environ.get("NSAT_MODELS_DIR", "(unset: the repository's models/)"),
+        command=" ".join(shlex.quote(a) for a in [sys.executable] + sys.argv))
+
+
 def cpu_model():
     with open("/proc/cpuinfo") as f:
         for line in f:

@@ -43,13 +43,10 @@ report.md, results.json, rd_*.png.
 """
 import argparse
 import csv
-import datetime
 import hashlib
 import json
 import math
 import os
-import platform
-import shlex
 import sys
 import time
 
@@ -1231,12 +1228,7 @@ def main():
         sys.exit(f"NSAT driver not found (GDAL_DRIVER_PATH={os.environ.get('GDAL_DRIVER_PATH')})")
     start = time.perf_counter()
     results = dict(meta=dict(
-        date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S UTC}",
-        machine=bench_common.machine(), load_at_start="/".join(f"{x:.2f}" for x in os.getloadavg()),
-        gdal=gdal.VersionInfo("RELEASE_NAME"), numpy=np.__version__, python=platform.python_version(),
-        plugin=os.path.join(os.environ["GDAL_DRIVER_PATH"], "gdal_NSAT.so"),
-        models_dir=os.environ.get("NSAT_MODELS_DIR", "(unset: the repository's models/)"),
-        command=" ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
+        **bench_common.run_metadata(),
         quick=ARGS.quick, threads=ARGS.threads,
         settings={k: dict(values=settings(k), label=v[2]) for k, v in SETTINGS.items()},
         sections_s={}),
