@@ -42,7 +42,6 @@ void readTables(VqModel& model, const nlohmann::json& tables) {
   const auto& frequencies = tables.at("frequencies");
   auto sized = [](const nlohmann::json& node, int count) {
     if (!node.is_array() || int(node.size()) != count) throw Error("vq_tables.json has a table of the wrong size");
-    return true;
   };
   sized(books, model.levels);
   sized(classes, model.levels);

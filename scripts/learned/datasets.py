@@ -696,6 +696,6 @@ class VqStream:
         self.rng.bit_generator.state = state
 
 
-def vq_stream(data: str, source: str, batch_size: int, crop: int, seed: int) -> VqStream:
-    scale = 1.0 / 10000.0 if source == "s2-rgbn" else RGB_SCALE
+def vq_stream(data: str, source: str, scale: float, batch_size: int, crop: int, seed: int) -> VqStream:
+    """`scale`: raw samples -> model units (the source's input scale in train_vq.SOURCES)."""
     return VqStream(vq_training_images(data, source), scale, batch_size, crop, seed)

@@ -84,6 +84,14 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
     return 99.0 if mse == 0 else 10 * math.log10(peak * peak / mse)
 
 
+def model_input(img: np.ndarray, scale: float) -> torch.Tensor:
+    """A raw image as the model's (1, C, H, W) input, padded by edge replication to the
+    latent grid as the codec pads a tile."""
+    x = torch.from_numpy(img.astype(np.float32) * np.float32(scale))[None]
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % LATENT_DOWNSAMPLING, 0, -h % LATENT_DOWNSAMPLING), mode="replicate")
+
+
 def evaluate(codec: VqCodec, images, scale: float, out_max: float, levels: int) -> dict:
     """Mean PSNR (against the type's peak) and SSIM of the held-out images at each level count."""
     codec.eval()
@@ -92,11 +100,8 @@ def evaluate(codec: VqCodec, images, scale: float, out_max: float, levels: int) 
         for used in range(1, levels + 1):
             ps, ss = [], []
             for img in images:
-                x = torch.from_numpy(img.astype(np.float32) * np.float32(scale))[None]
-                h, w = x.shape[-2:]
-                ph, pw = -h % LATENT_DOWNSAMPLING, -w % LATENT_DOWNSAMPLING
-                xp = F.pad(x, (0, pw, 0, ph), mode="replicate")
-                x_hat, _, _, _ = codec(xp, used)
+                h, w = img.shape[-2:]
+                x_hat, _, _, _ = codec(model_input(img, scale), used)
                 rec = np.clip(np.round(x_hat[0, :, :h, :w].numpy() / scale), 0, out_max)
                 ps.append(psnr(img, rec, out_max))
                 ss.append(ssim_bands(img, rec))
@@ -113,7 +118,7 @@ def save_checkpoint(path, codec, opt, stream, step):
     os.replace(tmp, path)
 
 
-def export(args, codec: VqCodec, step: int, history: list) -> None:
+def export(args, codec: VqCodec, step: int, history: list, test_images) -> None:
     bands, scale, out_max, sample_type = SOURCES[args.source]
     os.makedirs(args.export, exist_ok=True)
     codec.eval()
@@ -123,16 +128,12 @@ def export(args, codec: VqCodec, step: int, history: list) -> None:
     synthesis.save(os.path.join(args.export, "synthesis.pt"))
     # Entropy model: indices of every training image, tables, held-out code lengths.
     train_images = datasets.vq_training_images(args.data, args.source)
-    test_images = datasets.vq_test_images(args.data, args.source)
 
     def indices_of(images):
         out = []
         with torch.no_grad():
             for img in images:
-                x = torch.from_numpy(img.astype(np.float32) * np.float32(scale))[None]
-                h, w = x.shape[-2:]
-                xp = F.pad(x, (0, -w % 4, 0, -h % 4), mode="replicate")
-                y = codec.g_a(xp)
+                y = codec.g_a(model_input(img, scale))
                 _, idx = codec.quantizer.quantise(codec.quantizer.vectors(y), codec.quantizer.levels)
                 hh, ww = y.shape[-2:]
                 out.append(np.stack([i.numpy().reshape(hh, ww, -1).transpose(2, 0, 1) for i in idx]))
@@ -212,7 +213,7 @@ def main():
     codec = VqCodec(bands, args.analysis_filters, args.synthesis_filters, args.latent,
                     args.groups, args.levels, args.entries)
     opt = torch.optim.Adam([p for p in codec.parameters() if p.requires_grad], lr=args.lr)
-    stream = datasets.vq_stream(args.data, args.source, args.batch_size, args.crop, args.seed)
+    stream = datasets.vq_stream(args.data, args.source, scale, args.batch_size, args.crop, args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     step = 0
     if args.init_from and not os.path.exists(ckpt_path):
@@ -279,7 +280,7 @@ def main():
     if args.export and not stop["now"]:
         if not args.model_id:
             raise SystemExit("--export needs --model-id")
-        export(args, codec, step, history)
+        export(args, codec, step, history, test_images)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def quantise(p: np.ndarray) -> np.ndarray:
     """Probabilities of K symbols -> K + 1 integer frequencies (escape 1) summing to 2^16."""
     k = p.size
     budget = TOTAL - 1
-    f = np.maximum(1, np.floor(p / p.sum() * (budget - k) + 0.5).astype(np.int64) + 0)
+    f = np.maximum(1, np.floor(p / p.sum() * (budget - k) + 0.5).astype(np.int64))
     f = np.maximum(f, 1)
     diff = budget - int(f.sum())
     order = np.argsort(-f, kind="stable")
@@ -105,6 +105,8 @@ def fit_tables(books: np.ndarray, train: List[np.ndarray], test: List[np.ndarray
             for l in range(L):
                 for g in range(G):
                     np.add.at(counts[l, g], (ctx[l, g].ravel(), idx[l, g].ravel()), 1)
+        test_contexts = [contexts(idx, classes, refs, c) for idx in test]
+        positions = sum(idx.shape[2] * idx.shape[3] for idx in test)
         marginal = counts.sum(2, keepdims=True) + 0.5
         marginal = marginal / marginal.sum(-1, keepdims=True)
         for beta in SMOOTHING:
@@ -112,10 +114,7 @@ def fit_tables(books: np.ndarray, train: List[np.ndarray], test: List[np.ndarray
             freqs = np.stack([np.stack([np.stack([quantise(p[l, g, x]) for x in range(n_ctx)])
                                         for g in range(G)]) for l in range(L)])
             bits = np.zeros(L)
-            positions = 0
-            for idx in test:
-                ctx = contexts(idx, classes, refs, c)
-                positions += idx.shape[2] * idx.shape[3]
+            for idx, ctx in zip(test, test_contexts):
                 for l in range(L):
                     for g in range(G):
                         f = freqs[l, g][ctx[l, g].ravel(), idx[l, g].ravel()]
