@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "metadata/scene_condition.h"
+
 namespace nsat {
 
 namespace {
@@ -124,7 +126,46 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
                               "vq-rgb8-v1 the first one, with a decoder twice as wide), "
                               "vq-rgbn8-v1 (4-band Byte, NAIP RGB+NIR), vq-rgbn16-v1 (4-band "
                               "UInt16/Int16: Sentinel-2 B2, B3, B4, B8 reflectance x 10000)")};
-    return std::vector<CodecDeclaration>{multirate, fixedQuality, vq};
+    CodecDeclaration diffusion;
+    diffusion.name = "DIFFUSION";
+    diffusion.description =
+        "learned codec with a generative decoder: the payload of a base codec (VQ or MULTIRATE), "
+        "its decode refined by a small flow model conditioned on the scene's metadata (date, sun, "
+        "place, GSD)";
+    diffusion.learned = true;
+    diffusion.conditionedOnScene = true;
+    // The base codec's rate options, with their bounds and defaults, read by the base.
+    auto baseOption = [](const std::vector<OptionDeclaration>& options, const char* name,
+                         const char* help) {
+      OptionDeclaration option = declarationOf(options, name);
+      option.help = help;
+      return option;
+    };
+    diffusion.options = {
+        baseOption(vq.options, "LEVELS", "the rate of a VQ-based MODEL (the default), as VQ's LEVELS"),
+        baseOption(multirate.options, "QUALITY",
+                   "the rate of a MULTIRATE-based MODEL, as MULTIRATE's QUALITY"),
+        baseOption(multirate.options, "LAMBDA", "the same as MULTIRATE's LAMBDA, instead of QUALITY"),
+        numberOptionDeclaration(
+            "NOISE",
+            "noise scale the refinement starts from, 0 .. the model's sigma_max (0.15), in units "
+            "of the full sample range: 0 is a plain learned post-filter, larger values give "
+            "more synthesised texture (default: the model card's)"),
+        integerOptionDeclaration(
+            "NOISE_SEED", 0, 2147483647, 0,
+            "seed of the refinement noise (with the tile's level and place); 0: derived from the "
+            "scene condition, so the same scene gives the same file. Equal seeds draw equal noise, "
+            "e.g. to compare conditions"),
+        textOptionDeclaration("MODEL",
+                              "a folder in models/: diffusion-vq-rgb8-v1 (default; its base is "
+                              "VQ vq-rgb8-v2, so the rate is LEVELS), diffusion-rgb8-v1 (base "
+                              "MULTIRATE multirate-rgb8-v4: QUALITY or LAMBDA)")};
+    for (const auto& option : sceneConditionOptions()) diffusion.options.push_back(option);
+    diffusion.openOptions = {choiceOptionDeclaration(
+        "REFINEMENT", {"YES", "NO"}, "YES",
+        "DIFFUSION files: NO decodes the base codec alone (faster, smoother, the PSNR-oriented "
+        "image)")};
+    return std::vector<CodecDeclaration>{multirate, fixedQuality, vq, diffusion};
   }();
   return declarations;
 }

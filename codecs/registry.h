@@ -23,8 +23,18 @@ struct CodecDeclaration {
   bool learned = false;             // provided by nsat_learned.so
   bool mayStoreAuxiliary = false;   // opening such a file builds the codec to describe it
   bool storesLatentIndices = false;  // its files offer NSAT_LATENT:<file> (VQ)
+  // The driver extracts the source's scene condition (metadata/scene_condition.h, with the
+  // creation options that override it) and hands it to parametersFromOptions as JSON
+  // under kSceneConditionOption (DIFFUSION).
+  bool conditionedOnScene = false;
+  // Open options this codec reads; the driver passes those given to create() under
+  // kOpenOptionsParameter (never stored in a file).
+  std::vector<OptionDeclaration> openOptions;
   bool readsOption(const std::string& name) const;
 };
+
+constexpr const char* kSceneConditionOption = "NSAT_SCENE_CONDITION";
+constexpr const char* kOpenOptionsParameter = "open_options";
 
 struct CodecDescriptor : CodecDeclaration {
   // Empty when the codec accepts tiles of this type and band count, else why not.

@@ -21,6 +21,9 @@ const unsigned char kDictionary2[] = {
 const unsigned char kDictionary3[] = {
 #include "header_dictionary_v3.inc"
 };
+const unsigned char kDictionary4[] = {
+#include "header_dictionary_v4.inc"
+};
 
 struct CompressionContextFree {
   void operator()(ZSTD_CCtx* context) const { ZSTD_freeCCtx(context); }
@@ -50,6 +53,8 @@ std::string headerDictionary(HeaderEncoding encoding) {
       return std::string(reinterpret_cast<const char*>(kDictionary2), sizeof(kDictionary2));
     case HeaderEncoding::ZstdDictionary3:
       return std::string(reinterpret_cast<const char*>(kDictionary3), sizeof(kDictionary3));
+    case HeaderEncoding::ZstdDictionary4:
+      return std::string(reinterpret_cast<const char*>(kDictionary4), sizeof(kDictionary4));
   }
   throw Error("unknown header encoding " + std::to_string(int(encoding)), ErrorKind::NotSupported);
 }

@@ -14,6 +14,7 @@
 #include "driver/nsat_options.h"
 #include "driver/nsat_roi_mask.h"
 #include "driver/nsat_tile_encoder.h"
+#include "metadata/scene_condition.h"
 #include "metadata/scene_description.h"
 
 namespace nsat {
@@ -149,7 +150,13 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     header.blockWidth = header.blockHeight = settings.blockSize;
     header.levels = levelSizes(header.width, header.height, settings.overviews);
     header.codecName = descriptor->name;
-    header.codecParameters = descriptor->parametersFromOptions(settings.codecOptions, type, bands);
+    CodecOptions codecOptions = settings.codecOptions;
+    if (descriptor->conditionedOnScene) {
+      SceneCondition condition = extractSceneCondition(*source);
+      applyConditionOverrides(condition, options);
+      codecOptions[kSceneConditionOption] = toJson(condition).dump();
+    }
+    header.codecParameters = descriptor->parametersFromOptions(codecOptions, type, bands);
     const std::unique_ptr<Codec> codec = descriptor->create(header.codecParameters);
     header.models = codec->models();
     const auto auxiliary = codec->auxiliary(bands, settings.blockSize);

@@ -9,6 +9,7 @@
 #include "driver/nsat_errors.h"
 #include "driver/nsat_options.h"
 #include "container/tile_payload.h"
+#include "metadata/scene_condition.h"
 #include "metadata/scene_description.h"
 
 namespace nsat {
@@ -39,14 +40,42 @@ bool fromGdalType(GDALDataType gdalType, DataType& type) {
 
 namespace {
 
-std::shared_ptr<const Codec> codecOf(const Header& header) {
+std::shared_ptr<const Codec> codecOf(const Header& header,
+                                     const nlohmann::json& openOptions = nlohmann::json()) {
   const CodecDescriptor* descriptor = findCodec(header.codecName);
   if (!descriptor) {
     throw Error("codec '" + header.codecName + "' is not known to this NSAT driver (it knows " +
                     codecNames() + ")",
                 ErrorKind::NotSupported);
   }
-  return descriptor->create(header.codecParameters);
+  if (openOptions.empty()) return descriptor->create(header.codecParameters);
+  nlohmann::json parameters = header.codecParameters;
+  parameters[kOpenOptionsParameter] = openOptions;
+  return descriptor->create(parameters);
+}
+
+// The codec open options given (checked against their declarations), as create() takes
+// them; a warning for those this file's codec does not read.
+nlohmann::json codecOpenOptions(const Header& header, CSLConstList given) {
+  nlohmann::json chosen = nlohmann::json::object();
+  const CodecDeclaration* declared = findCodecDeclaration(header.codecName);
+  for (const auto& codec : codecCatalogue()) {
+    for (const auto& option : codec.openOptions) {
+      const char* value = CSLFetchNameValue(given, option.name.c_str());
+      if (!value || chosen.contains(option.name)) continue;
+      const bool reads =
+          declared && std::any_of(declared->openOptions.begin(), declared->openOptions.end(),
+                                  [&](const auto& own) { return own.name == option.name; });
+      if (!reads) {
+        CPLError(CE_Warning, CPLE_NotSupported,
+                 "NSAT: open option %s is ignored by NSAT_CODEC=%s files", option.name.c_str(),
+                 header.codecName.c_str());
+        continue;
+      }
+      chosen[option.name] = choiceOption({{option.name, value}}, option);
+    }
+  }
+  return chosen;
 }
 
 // Tiles decoded at once by one prefetch: a row of tiles of any usual image (fewer
@@ -57,11 +86,12 @@ constexpr size_t kMaxTilesInFlight = 64;
 
 // ---------------------------------------------------------------- lazy codec
 
-LazyCodec::LazyCodec(std::shared_ptr<const ContainerReader> reader) : reader_(std::move(reader)) {}
+LazyCodec::LazyCodec(std::shared_ptr<const ContainerReader> reader, nlohmann::json openOptions)
+    : reader_(std::move(reader)), openOptions_(std::move(openOptions)) {}
 
 const Codec& LazyCodec::get() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!codec_) codec_ = codecOf(reader_->header());
+  if (!codec_) codec_ = codecOf(reader_->header(), openOptions_);
   return *codec_;
 }
 
@@ -135,7 +165,8 @@ GDALDataset* NSATDataset::Open(GDALOpenInfo* openInfo) {
         threadCountOption(CSLFetchNameValue(openInfo->papszOpenOptions, "NUM_THREADS"));
     std::shared_ptr<const ContainerReader> reader = ContainerReader::open(openInfo->pszFilename);
     const Header& header = reader->header();
-    auto codec = std::make_shared<const LazyCodec>(reader);
+    auto codec = std::make_shared<const LazyCodec>(
+        reader, codecOpenOptions(header, openInfo->papszOpenOptions));
     // Built-in codecs are cheap: build them now, so a file with bad codec parameters
     // fails to open. A learned codec waits for the first pixel.
     const CodecDeclaration* declared = findCodecDeclaration(header.codecName);
@@ -184,6 +215,15 @@ void NSATDataset::describeStorage() {
   SetMetadataItem("NSAT_BITS_PER_SAMPLE", CPLSPrintf("%.4f", bits / (pixels * header.bands)),
                   domain);
   SetMetadataItem("NSAT_COMPRESSION_RATIO", CPLSPrintf("%.3f", rawBits / bits), domain);
+  // DIFFUSION: the scene condition its refiner decodes with, and where each value came from.
+  if (const auto stored = header.codecParameters.find("scene_condition");
+      stored != header.codecParameters.end()) {
+    for (const std::string& line : describe(sceneConditionFromJson(*stored))) {
+      const size_t equals = line.find('=');
+      SetMetadataItem(("NSAT_CONDITION_" + line.substr(0, equals)).c_str(),
+                      line.substr(equals + 1).c_str(), domain);
+    }
+  }
 
   // Files store their auxiliary raster's description and summary; for older files
   // only the codec knows them, so a learned codec is built here if it may have one.

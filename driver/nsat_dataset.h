@@ -37,12 +37,14 @@ using CreationOptionList = char**;
 // a missing module or model is then reported on the first pixel read, by name.
 class LazyCodec {
  public:
-  explicit LazyCodec(std::shared_ptr<const ContainerReader> reader);
+  // `openOptions`: the codec open options given (REFINEMENT), passed to its create().
+  LazyCodec(std::shared_ptr<const ContainerReader> reader, nlohmann::json openOptions);
   // Throws nsat::Error if the codec cannot be built (again on every call).
   const Codec& get() const;
 
  private:
   std::shared_ptr<const ContainerReader> reader_;
+  nlohmann::json openOptions_;
   mutable std::mutex mutex_;
   mutable std::shared_ptr<const Codec> codec_;
 };

@@ -153,6 +153,11 @@ std::string openOptionListXml() {
   for (const auto& option : driverOpenOptions()) {
     xml += optionXml(option, option.help, option.defaultValue, true);
   }
+  for (const auto& codec : codecCatalogue()) {
+    for (const auto& option : codec.openOptions) {
+      xml += optionXml(option, option.help, option.defaultValue, true);
+    }
+  }
   return xml + "</OpenOptionList>";
 }
 

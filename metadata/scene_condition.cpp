@@ -973,13 +973,13 @@ const std::vector<OptionDeclaration>& sceneConditionOptions() {
     };
     return std::vector<OptionDeclaration>{
         textOptionDeclaration("ACQUISITION_DATETIME",
-                              "When the scene was taken, ISO 8601 (2021-05-08T18:30:00Z, or a "
-                              "date alone); replaces what the metadata say."),
-        number("SUN_ELEVATION", -90, 90, "Sun elevation in degrees at the scene centre."),
-        number("SUN_AZIMUTH", 0, 360, "Sun azimuth in degrees clockwise from north."),
-        number("CENTER_LAT", -90, 90, "Latitude of the scene centre, WGS 84 degrees."),
-        number("CENTER_LON", -180, 180, "Longitude of the scene centre, WGS 84 degrees."),
-        number("GSD", 0.001, 1e6, "Ground sample distance in metres."),
+                              "when the scene was taken, ISO 8601 (2021-05-08T18:30:00Z, or a "
+                              "date alone); replaces what the metadata say"),
+        number("SUN_ELEVATION", -90, 90, "sun elevation in degrees at the scene centre"),
+        number("SUN_AZIMUTH", 0, 360, "sun azimuth in degrees clockwise from north"),
+        number("CENTER_LAT", -90, 90, "latitude of the scene centre, WGS 84 degrees"),
+        number("CENTER_LON", -180, 180, "longitude of the scene centre, WGS 84 degrees"),
+        number("GSD", 0.001, 1e6, "ground sample distance in metres"),
     };
   }();
   return options;

@@ -70,6 +70,13 @@ GOLDEN = {
                                     ["CODEC=VQ", "LEVELS=3", "BLOCKSIZE=48", "MODEL=vq-rgb8-v1"]),
     "eurosat_rgb_vq_rgb8_v2.nsat": ("eurosat_rgb_forest.jpg", None,
                                     ["CODEC=VQ", "LEVELS=2", "BLOCKSIZE=32", "MODEL=vq-rgb8-v2"]),
+    # DIFFUSION: the base payload plus the refiner's noise, condition and arithmetic.
+    "landsat7_diffusion_vq_rgb8_v1.nsat": ("landsat7_rgb_byte.tif", [200, 150, 300, 200],
+                                           ["CODEC=DIFFUSION", "LEVELS=2", "NOISE=0.02",
+                                            "BLOCKSIZE=128", "MODEL=diffusion-vq-rgb8-v1"]),
+    "eurosat_forest_diffusion_rgb8_v1.nsat": ("eurosat_rgb_forest.jpg", None,
+                                              ["CODEC=DIFFUSION", "MODEL=diffusion-rgb8-v1",
+                                               "QUALITY=60", "GSD=10", "BLOCKSIZE=32"]),
     "naip_vq_rgbn8_v1.nsat": ("naip_4band_byte.tif", [700, 300, 234, 200],
                               ["CODEC=VQ", "LEVELS=2", "BLOCKSIZE=128", "MODEL=vq-rgbn8-v1"]),
     "eurosat_ms_vq_rgbn16_v1.nsat": ("eurosat_ms_residential_rgbn.tif", None,

@@ -2,7 +2,7 @@
 """Writes a header dictionary (container/header_dictionary_v<N>.txt), the zstd dictionary that
 format-1.1 headers are compressed against (container/FORMAT.md, "Header encodings").
 
-Each was made once with the plugin of its day (1, 2 and 3 on 2026-12-01); the output is part of
+Each was made once with the plugin of its day (1 to 4 on 2026-12-01); the output is part of
 the file format: never rerun it over a committed file (every file that uses it would stop
 opening). A later dictionary (new models, new codecs) is a new file and a new header
 encoding number: `--extend` the newest one, which appends the models it does not name yet
@@ -92,6 +92,14 @@ EXTENSION_SAMPLES = {2: [
     ("eurosat_ms_residential_rgbn.tif", ["CODEC=VQ"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=VQ", "LEVELS=3"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=VQ"]),
+], 4: [  # the DIFFUSION codec and its two models
+    ("landsat7_rgb_byte.tif", ["CODEC=DIFFUSION", "MODEL=diffusion-rgb8-v1"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-rgb8-v1"]),
+    ("naip_4band_byte.tif", ["CODEC=DIFFUSION", "-b", "1", "-b", "2", "-b", "3"]),
+    ("landsat7_rgb_byte.tif", ["CODEC=DIFFUSION"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "LEVELS=3"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "GSD=10"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION"]),
 ]}
 
 
@@ -104,8 +112,9 @@ def sample_header(tmp, index, source, options, env):
     """The compact header a conversion of `source` with `options` gets."""
     target = os.path.join(tmp, f"{index}.nsat")
     command = ["gdal_translate", "-q", "-of", "NSAT", str(DATA / source), target]
-    for option in options + ["OVERVIEWS=NONE"]:
-        command += ["-co", option]
+    arguments = iter(options + ["OVERVIEWS=NONE"])
+    for option in arguments:  # creation options, or gdal_translate's own ("-b", "1")
+        command += [option, next(arguments)] if option.startswith("-") else ["-co", option]
     subprocess.run(command, env=env, check=True)
     header = read_header(target)
     geo = header.get("georeferencing", {})

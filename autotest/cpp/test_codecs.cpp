@@ -147,9 +147,11 @@ TEST(Options, TheCatalogueHoldsExactlyTheCodecsThatExist) {
   std::vector<std::string> names;
   for (const auto& codec : codecCatalogue()) names.push_back(codec.name);
   EXPECT_EQ(names, (std::vector<std::string>{"LOSSLESS", "JPEG", "RDIC", "MULTIRATE",
-                                             "FIXED_QUALITY", "VQ"}));
+                                             "FIXED_QUALITY", "VQ", "DIFFUSION"}));
   EXPECT_TRUE(findCodecDeclaration("VQ")->storesLatentIndices);
-  EXPECT_EQ(findCodec("DIFFUSION"), nullptr);  // refused without loading the module
+  EXPECT_TRUE(findCodecDeclaration("DIFFUSION")->conditionedOnScene);
+  EXPECT_EQ(findCodecDeclaration("DIFFUSION")->openOptions.at(0).name, "REFINEMENT");
+  EXPECT_EQ(findCodec("CONDITIONAL"), nullptr);  // refused without loading the module
   EXPECT_TRUE(findCodecDeclaration("FIXED_QUALITY")->mayStoreAuxiliary);
   EXPECT_EQ(kindOf([] { findCodec("jpeg")->parametersFromOptions(
                             {{"CHROMA_SUBSAMPLING", "422"}}, DataType::Byte, 3); }),

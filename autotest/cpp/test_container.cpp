@@ -199,6 +199,10 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
   EXPECT_EQ(third.size(), 41026u);
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(third.data()), third.size()), 0x481BDCEAu);
   EXPECT_EQ(third.substr(0, second.size()), second);  // 3 extends 2
+  const std::string fourth = headerDictionary(HeaderEncoding::ZstdDictionary4);
+  EXPECT_EQ(fourth.size(), 50524u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(fourth.data()), fourth.size()), 0x2A2F1F76u);
+  EXPECT_EQ(fourth.substr(0, third.size()), third);  // 4 extends 3
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
@@ -249,7 +253,7 @@ TEST(HeaderEncoding, ReserveTakesALaterLongerHeader) {
   const std::vector<uint8_t> bigTile(5u << 20, 3);
   for (HeaderEncoding encoding :
        {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1, HeaderEncoding::ZstdDictionary2,
-        HeaderEncoding::ZstdDictionary3}) {
+        HeaderEncoding::ZstdDictionary3, HeaderEncoding::ZstdDictionary4}) {
     const std::string path = "/vsimem/container_reserve.nsat";
     ContainerWriter writer(path, sampleHeader(), 64, encoding);
     writer.writeTile(0, 0, 0, bigTile);

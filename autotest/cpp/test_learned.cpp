@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include "autotest/cpp/test_support.h"
 #include "codecs/byte_io.h"
 #include "codecs/learned/integer_hyper_synthesis.h"
+#include "codecs/learned/refiner_condition.h"
 #include "codecs/learned/spectral_transform.h"
 #include "codecs/learned_module.h"
 #include "codecs/registry.h"
@@ -494,6 +496,179 @@ TEST(Vq, RejectsWhatItCannotCode) {
     descriptor->parametersFromOptions({{"MODEL", "vq-nonexistent"}}, DataType::Byte, 3);
   });
   EXPECT_NE(message.find("vq-nonexistent"), std::string::npos) << message;
+}
+
+// ---------------------------------------------------------------- DIFFUSION
+
+// A condition as the driver hands it: what scene_condition.h's toJson writes.
+std::string condition(double gsd, std::optional<double> latitude = std::nullopt) {
+  nlohmann::json json = {{"band_count", 3}, {"data_type", "Byte"},
+                         {"gsd", {{"value", gsd}, {"source", "test"}}}};
+  if (latitude) json["center_lat"] = {{"value", *latitude}, {"source", "test"}};
+  return json.dump();
+}
+
+nlohmann::json diffusionParameters(CodecOptions options, const std::string& scene = condition(10)) {
+  options[kSceneConditionOption] = scene;
+  return findCodec("DIFFUSION")->parametersFromOptions(options, DataType::Byte, 3);
+}
+
+std::unique_ptr<Codec> diffusion(const nlohmann::json& parameters, bool refinement = true) {
+  nlohmann::json withOptions = parameters;
+  if (!refinement) withOptions[kOpenOptionsParameter] = {{"REFINEMENT", "NO"}};
+  return findCodec("DIFFUSION")->create(withOptions);
+}
+
+// Energy of the spectrum's upper half (above 1/4 cycle per pixel) of one band: what the
+// refiner is for, measured in the plainest way (differences of neighbours).
+double detailEnergy(const std::vector<uint8_t>& pixels, int width, int height) {
+  double sum = 0;
+  for (int y = 0; y + 1 < height; ++y)
+    for (int x = 0; x + 1 < width; ++x) {
+      const double dx = double(pixels[y * width + x + 1]) - pixels[y * width + x];
+      const double dy = double(pixels[(y + 1) * width + x]) - pixels[y * width + x];
+      sum += dx * dx + dy * dy;
+    }
+  return sum;
+}
+
+// The tolerance is std::sin's: pi * x rounds (about 1e-16 * |x| relative).
+TEST(RefinerCondition, SinPiIsAccurateEverywhereItIsUsed) {
+  for (double x = -9.0; x <= 9.0; x += 0.001) {
+    EXPECT_NEAR(sinPi(x), std::sin(M_PI * x), 1e-14) << x;
+  }
+  EXPECT_EQ(sinPi(0.0), 0.0);
+  EXPECT_EQ(sinPi(2.0), 0.0);
+  EXPECT_NEAR(sinPi(0.5), 1.0, 1e-15);
+}
+
+TEST(RefinerCondition, TileNoiseHasUnitVarianceAndDependsOnEveryKey) {
+  const auto noise = tileNoise(tileNoiseKey(7, 0, 0, 0), 1 << 20);
+  double mean = 0, square = 0;
+  for (float v : noise) {
+    mean += v;
+    square += double(v) * v;
+  }
+  mean /= double(noise.size());
+  EXPECT_NEAR(mean, 0.0, 0.005);
+  EXPECT_NEAR(square / double(noise.size()) - mean * mean, 1.0, 0.005);
+  EXPECT_EQ(noise, tileNoise(tileNoiseKey(7, 0, 0, 0), 1 << 20));
+  const uint64_t keys[] = {tileNoiseKey(8, 0, 0, 0), tileNoiseKey(7, 1, 0, 0),
+                           tileNoiseKey(7, 0, 256, 0), tileNoiseKey(7, 0, 0, 256)};
+  for (uint64_t key : keys) {
+    EXPECT_NE(tileNoise(key, 64), std::vector<float>(noise.begin(), noise.begin() + 64));
+  }
+}
+
+TEST(RefinerCondition, SceneArgumentsFollowTheModelsMapping) {
+  const auto arguments = sceneArguments(nlohmann::json::parse(condition(16.0, 45.0)));
+  ASSERT_TRUE(arguments[6].has_value());
+  EXPECT_FLOAT_EQ(*arguments[6], (4.0f - 2.0f) / 16.0f);  // log2(16 m)
+  ASSERT_TRUE(arguments[4].has_value());
+  EXPECT_FLOAT_EQ(*arguments[4], 0.25f);
+  for (int i : {0, 1, 2, 3, 5}) EXPECT_FALSE(arguments[i].has_value()) << i;
+}
+
+// Same file, same pixels: thread counts and repeated decodes; REFINEMENT=NO is the base
+// codec's decode of the same payload; the refined tile stays close to the base (its PSNR
+// cost is bounded) and has more fine detail. Both shipped refiners, each on its base.
+TEST(Diffusion, RefinementIsDeterministicCloseToTheBaseAndSharper) {
+  struct Case {
+    CodecOptions options;
+    std::function<std::unique_ptr<Codec>()> plainBase;
+  };
+  const Case cases[] = {
+      {{{"LEVELS", "1"}}, [] { return vq({{"LEVELS", "1"}}, DataType::Byte, 3); }},
+      {{{"MODEL", "diffusion-rgb8-v1"}, {"QUALITY", "50"}},
+       [] { return multirate({{"QUALITY", "50"}}, DataType::Byte, 3); }}};
+  const auto scene = readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 128, 128, 256, 256);
+  for (const Case& c : cases) {
+    const auto parameters = diffusionParameters(c.options, condition(300.0, 25.0));
+    const std::string model = parameters.at("model").get<std::string>();
+    const auto codec = diffusion(parameters);
+    const auto bytes = codec->encode(scene.shape, scene.pixels.data());
+    const auto refined = decodeAll(*codec, scene.shape, bytes);
+    EXPECT_EQ(refined, decodeAll(*codec, scene.shape, bytes)) << model;
+    ThreadPool pool;
+    std::vector<uint8_t> threeThreads(scene.shape.byteCount());
+    codec->decode(scene.shape, bytes.data(), bytes.size(), threeThreads.data(), Parallelism{&pool, 3});
+    EXPECT_EQ(refined, threeThreads) << model;
+    EXPECT_EQ(codec->encode(scene.shape, scene.pixels.data()), bytes) << model;
+
+    const auto base = decodeAll(*diffusion(parameters, false), scene.shape, bytes);
+    const auto plain = c.plainBase();
+    EXPECT_EQ(plain->encode(scene.shape, scene.pixels.data()), bytes) << model;
+    EXPECT_EQ(base, decodeAll(*plain, scene.shape, bytes)) << model;
+    EXPECT_NE(refined, base) << model;
+    EXPECT_GT(test::psnr8(refined, scene.pixels), test::psnr8(base, scene.pixels) - 1.0) << model;
+    const size_t plane = size_t(256) * 256;
+    const std::vector<uint8_t> red(scene.pixels.begin(), scene.pixels.begin() + plane);
+    const std::vector<uint8_t> baseRed(base.begin(), base.begin() + plane);
+    const std::vector<uint8_t> refinedRed(refined.begin(), refined.begin() + plane);
+    EXPECT_GT(detailEnergy(refinedRed, 256, 256), detailEnergy(baseRed, 256, 256)) << model;
+    EXPECT_LT(detailEnergy(refinedRed, 256, 256), 1.5 * detailEnergy(red, 256, 256)) << model;
+  }
+}
+
+// Tiles of odd size (edge tiles) are padded to whole 2 x 2 cells and cropped.
+TEST(Diffusion, OddSizedTilesRoundTrip) {
+  const auto scene = readScene("eurosat_rgb_river.jpg", DataType::Byte, GDT_Byte, 1, 2, 61, 47);
+  const auto parameters = diffusionParameters({});
+  const auto bytes = diffusion(parameters)->encode(scene.shape, scene.pixels.data());
+  const auto refined = decodeAll(*diffusion(parameters), scene.shape, bytes);
+  const auto base = decodeAll(*diffusion(parameters, false), scene.shape, bytes);
+  EXPECT_GT(test::psnr8(refined, scene.pixels), test::psnr8(base, scene.pixels) - 1.0);
+  EXPECT_GT(test::psnr8(refined, scene.pixels), 25.0);
+}
+
+// The noise is keyed by the tile's place: two tiles of the same pixels refine differently
+// where the noise matters, and NOISE=0 is a deterministic post-filter that ignores it.
+TEST(Diffusion, NoiseIsKeyedByTileAndNoiseZeroIgnoresIt) {
+  auto scene = readScene("eurosat_rgb_river.jpg", DataType::Byte, GDT_Byte, 0, 0, 64, 64);
+  for (const char* noise : {"0.05", "0"}) {
+    const auto codec = diffusion(diffusionParameters({{"NOISE", noise}}));
+    const auto bytes = codec->encode(scene.shape, scene.pixels.data());
+    const auto first = decodeAll(*codec, scene.shape, bytes);
+    TileShape moved = scene.shape;
+    moved.placement.x = 64;
+    const auto second = decodeAll(*codec, moved, bytes);
+    if (std::string(noise) == "0") {
+      EXPECT_EQ(first, second);
+    } else {
+      EXPECT_NE(first, second);
+    }
+  }
+}
+
+TEST(Diffusion, RejectsWhatItCannotCodeAndBadParameters) {
+  const CodecDescriptor* descriptor = findCodec("DIFFUSION");
+  EXPECT_TRUE(descriptor->conditionedOnScene);
+  EXPECT_EQ(descriptor->rejectReason(DataType::Byte, 3), "");
+  EXPECT_NE(descriptor->rejectReason(DataType::Byte, 4), "");
+  EXPECT_NE(descriptor->rejectReason(DataType::UInt16, 3), "");
+  EXPECT_ANY_THROW(descriptor->parametersFromOptions({}, DataType::Byte, 3));  // no condition
+  EXPECT_ANY_THROW(diffusionParameters({{"NOISE", "0.5"}}));
+  EXPECT_ANY_THROW(diffusionParameters({{"NOISE", "-0.01"}}));
+  EXPECT_ANY_THROW(diffusionParameters({{"LEVELS", "4"}}));
+  EXPECT_ANY_THROW(diffusionParameters({{"QUALITY", "50"}}));  // the default's base is VQ
+  EXPECT_ANY_THROW(diffusionParameters({{"MODEL", "diffusion-rgb8-v1"}, {"LEVELS", "2"}}));
+  EXPECT_ANY_THROW(diffusionParameters({{"MODEL", "diffusion-rgb8-v1"}, {"QUALITY", "101"}}));
+  EXPECT_ANY_THROW(
+      diffusionParameters({{"MODEL", "diffusion-rgb8-v1"}, {"QUALITY", "50"}, {"LAMBDA", "0.1"}}));
+  const std::string message = errorOf([&] { diffusionParameters({{"MODEL", "diffusion-none"}}); });
+  EXPECT_NE(message.find("diffusion-none"), std::string::npos) << message;
+
+  const auto good = diffusionParameters({});
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"sigma", 1.0}, {"steps", 0}, {"steps", 99}, {"scene_arguments", nlohmann::json::array()},
+           {"payload_version", 2}, {"model_sha256", "00"}, {"rate_argument", "x"}}) {
+    auto bad = good;
+    bad[key] = value;
+    EXPECT_ANY_THROW(descriptor->create(bad)) << key;
+  }
+  auto noBase = good;
+  noBase.erase("base");
+  EXPECT_ANY_THROW(descriptor->create(noBase));
 }
 
 }  // namespace

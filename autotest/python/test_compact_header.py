@@ -23,12 +23,13 @@ def translate(tmp_path, source, name, options):
 
 
 @pytest.mark.parametrize("codec", [["CODEC=MULTIRATE"], ["CODEC=FIXED_QUALITY", "TARGET_PSNR=35"],
-                                   ["CODEC=RDIC"], ["CODEC=JPEG"], ["CODEC=LOSSLESS"]],
+                                   ["CODEC=RDIC"], ["CODEC=JPEG"], ["CODEC=LOSSLESS"], ["CODEC=VQ"],
+                                   ["CODEC=DIFFUSION", "GSD=10"]],
                          ids=lambda options: options[0][6:])
 def test_a_chip_file_carries_at_most_150_bytes_besides_its_payload(tmp_path, codec):
     path = translate(tmp_path, CHIP, "chip.nsat", codec)
     raw = open(path, "rb").read()
-    assert raw[8:12] == b"\x01\x00\x01\x00" and raw[24] == 3  # format 1.1, zstd + dictionary 3
+    assert raw[8:12] == b"\x01\x00\x01\x00" and raw[24] == 4  # format 1.1, zstd + dictionary 4
     assert overhead(path) <= 150
     decoded = gdal.Open(path)
     assert decoded.GetMetadataItem("NSAT_FORMAT_VERSION", "IMAGE_STRUCTURE") == "1.1"

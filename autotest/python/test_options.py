@@ -14,7 +14,7 @@ from conftest import PLUGIN_DIR, ROOT, data, last_error_after
 sys.path.insert(0, str(ROOT / "scripts"))
 import options_table  # noqa: E402
 
-CODECS = ["LOSSLESS", "JPEG", "RDIC", "MULTIRATE", "FIXED_QUALITY", "VQ"]
+CODECS = ["LOSSLESS", "JPEG", "RDIC", "MULTIRATE", "FIXED_QUALITY", "VQ", "DIFFUSION"]
 SCENE = data("eurosat_rgb_forest.jpg")  # 64 x 64 RGB
 
 
@@ -54,7 +54,7 @@ def test_every_listed_codec_writes_a_file(tmp_path):
         assert opened.GetMetadataItem("NSAT_CODEC", "IMAGE_STRUCTURE") == codec
 
 
-@pytest.mark.parametrize("codec", ["DIFFUSION"])
+@pytest.mark.parametrize("codec", ["CONDITIONAL"])
 def test_a_codec_that_does_not_exist_is_refused_without_loading_the_module(tmp_path, codec):
     number, message = translate_error(tmp_path, [f"CODEC={codec}"])
     assert number == gdal.CPLE_IllegalArg and "unknown" in message

@@ -272,3 +272,21 @@ def test_vq_file_and_its_codebook_indices_open_as_layers(qgs_app, work, tmp_path
         assert _mean_rgb_diff(pixels, source) < 12.0
     finally:
         del latent, image
+
+
+def test_diffusion_file_renders_and_its_base_decode_too(qgs_app, work, tmp_path):
+    """A DIFFUSION file renders like its source in QGIS, refined or (open option
+    REFINEMENT=NO, as QGIS passes it in the layer URI's options) base-only."""
+    target = tmp_path / "diffusion.nsat"
+    run_gdal("gdal_translate", "-q", "-of", "NSAT", "-co", "CODEC=DIFFUSION", work["source"], target)
+    source = _render_png(work["source_ovr"], tmp_path / "source.png", _source_extent(work))
+    refined = _render_png(target, tmp_path / "refined.png", _source_extent(work))
+    _check_not_blank(refined, "DIFFUSION render")
+    assert _mean_rgb_diff(refined, source) < 12.0
+    base = QgsRasterLayer(f"{target}|option:REFINEMENT=NO", "base", "gdal")
+    try:
+        assert base.isValid(), "QGIS could not open the file with REFINEMENT=NO"
+        assert base.bandCount() == 3
+    finally:
+        del base
+

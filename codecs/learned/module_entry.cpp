@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "codecs/learned/diffusion_codec.h"
 #include "codecs/learned/fixed_quality_codec.h"
 #include "codecs/learned/multirate_codec.h"
 #include "codecs/learned/relevance.h"
@@ -39,6 +40,7 @@ extern "C" __attribute__((visibility("default"))) int nsat_register_learned_code
   exports->codecs.push_back(nsat::multirateCodecDescriptor());
   exports->codecs.push_back(nsat::fixedQualityCodecDescriptor());
   exports->codecs.push_back(nsat::vqCodecDescriptor());
+  exports->codecs.push_back(nsat::diffusionCodecDescriptor());
   exports->classifierRef = [](const std::string& model) {
     return nsat::loadLandCoverClassifier(model)->folder().ref();
   };

@@ -9,66 +9,19 @@
 #include <map>
 
 #include "codecs/codec.h"
+#include "codecs/learned/kernel_planes.h"
 #include "codecs/learned/synthesis_kernels.h"
+#include "codecs/learned/torch_weights.h"
 
 namespace nsat {
 
 namespace {
 
-using Tensors = std::map<std::string, at::Tensor>;
+using Tensors = NamedTensors;
 
 std::vector<float> floats(const Tensors& tensors, const std::string& name,
                           const std::vector<int64_t>& shape) {
-  const auto found = tensors.find(name);
-  if (found == tensors.end()) throw Error("synthesis.pt has no " + name);
-  const at::Tensor tensor = found->second.to(at::kFloat).contiguous();
-  if (tensor.sizes().vec() != shape) throw Error("synthesis.pt: " + name + " has another shape");
-  return std::vector<float>(tensor.data_ptr<float>(), tensor.data_ptr<float>() + tensor.numel());
-}
-
-// Planes of a layer's input in the kernels' layout: one zero sample of padding on
-// every side, rows `stride` floats apart.
-struct PaddedPlanes {
-  float* data;
-  int channels, height, width, stride;
-
-  size_t plane() const { return size_t(height + 2) * stride; }
-  float* interior(int channel) { return data + channel * plane() + stride + 1; }
-  // Zeroes the top and bottom rows, the left column and everything right of `width`
-  // (the kernels write whole vectors there).
-  void clearBorder() {
-    for (int c = 0; c < channels; ++c) {
-      float* p = data + c * plane();
-      std::fill(p, p + stride, 0.0f);
-      std::fill(p + size_t(height + 1) * stride, p + size_t(height + 2) * stride, 0.0f);
-      for (int y = 1; y <= height; ++y) {
-        float* row = p + size_t(y) * stride;
-        row[0] = 0.0f;
-        std::fill(row + width + 1, row + stride, 0.0f);
-      }
-    }
-  }
-};
-
-PaddedPlanes paddedPlanes(float* data, int channels, int height, int width) {
-  return {data, channels, height, width, kernelRowWidth(width) + 2};
-}
-
-size_t paddedSize(int channels, int height, int width) {
-  return size_t(channels) * (height + 2) * (kernelRowWidth(width) + 2);
-}
-
-// Output channels of a kernel in groups of 8 (the widest register block), spread over
-// the available threads.
-constexpr int kChannelGroup = 8;
-
-void forChannelGroups(int channels, const Parallelism& parallelism,
-                      const std::function<void(int, int)>& body) {
-  const size_t groups = size_t(channels + kChannelGroup - 1) / kChannelGroup;
-  parallelism.forEach(groups, [&](size_t group) {
-    const int begin = int(group) * kChannelGroup;
-    body(begin, std::min(channels, begin + kChannelGroup));
-  });
+  return tensorFloats(tensors, "synthesis.pt", name, shape);
 }
 
 }  // namespace
@@ -76,9 +29,7 @@ void forChannelGroups(int channels, const Parallelism& parallelism,
 SynthesisNetwork::SynthesisNetwork(const torch::jit::Module& module, SynthesisArithmetic arithmetic,
                                    GainActivation gainActivation)
     : arithmetic_(arithmetic), gainActivation_(gainActivation) {
-  Tensors tensors;
-  for (const auto& item : module.named_parameters(true)) tensors[item.name] = item.value;
-  for (const auto& item : module.named_buffers(true)) tensors[item.name] = item.value;
+  Tensors tensors = namedTensors(module);
   try {
     inputScale_ = float(module.attr("input_scale").toDouble());
     lambdaMax_ = float(module.attr("lambda_max").toDouble());
