@@ -133,6 +133,8 @@ make_file landsat7_fixed_quality.nsat landsat7_rgb_byte.tif -srcwin 0 0 520 520 
 make_file landsat7_jpeg.nsat landsat7_rgb_byte.tif -co CODEC=JPEG -co QUALITY=80 -co BLOCKSIZE=64
 make_file landsat_int16_lossless.nsat landsat_int16_custom_crs.tif -co CODEC=LOSSLESS \
   -co BLOCKSIZE=64
+make_file landsat7_diffusion.nsat landsat7_rgb_byte.tif -srcwin 100 100 264 264 \
+  -co CODEC=DIFFUSION -co NOISE=0.02 -co BLOCKSIZE=64
 made=$SECONDS
 
 echo "== concurrent reads: $THREADS threads x $WINDOWS windows, each thread with its own handles"
@@ -140,7 +142,7 @@ status=0
 TSAN_OPTIONS=$(tsan_options reads) "$BUILD/nsat_concurrent_reads" --threads "$THREADS" \
   --windows "$WINDOWS" "$DATA"/naip_multirate.nsat "$DATA"/landsat8_multirate.nsat \
   "$DATA"/landsat7_fixed_quality.nsat "$DATA"/landsat7_jpeg.nsat \
-  "$DATA"/landsat_int16_lossless.nsat | tee "$LOGS/concurrent_reads.out" || status=$?
+  "$DATA"/landsat_int16_lossless.nsat "$DATA"/landsat7_diffusion.nsat | tee "$LOGS/concurrent_reads.out" || status=$?
 reports=$(cat "$LOGS"/reads.* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer' || true)
 echo "== ThreadSanitizer summary: $reports report(s) (halt_on_error=1); build $((built - started)) s," \
   "files $((made - built)) s, test $((SECONDS - made)) s"

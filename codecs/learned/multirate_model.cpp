@@ -10,6 +10,10 @@
 namespace nsat {
 
 torch::jit::Module loadTorchScript(const ModelFolder& folder, const std::string& name) {
+  // LibTorch's loader shares state between calls (ThreadSanitizer saw two models of
+  // different codecs load at once race inside it): one load at a time in the process.
+  static std::mutex loading;
+  std::lock_guard<std::mutex> lock(loading);
   try {
     torch::jit::Module module = torch::jit::load(folder.file(name), torch::kCPU);
     module.eval();

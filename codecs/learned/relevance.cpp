@@ -5,6 +5,8 @@
 #include <map>
 #include <mutex>
 
+#include "codecs/learned/multirate_model.h"
+
 namespace nsat {
 
 namespace {
@@ -30,13 +32,9 @@ LandCoverClassifier::LandCoverClassifier(const std::string& id) : folder_(openMo
     throw Error("model " + id + ": card.json: " + e.what());
   }
   std::map<std::string, at::Tensor> parameters;
-  try {
-    torch::jit::Module module = torch::jit::load(folder_.file("classifier.pt"), torch::kCPU);
-    for (const auto& parameter : module.named_parameters()) {
-      parameters[parameter.name] = parameter.value.detach().clone().contiguous();
-    }
-  } catch (const c10::Error& e) {
-    throw Error("model " + id + ": cannot load classifier.pt: " + e.what_without_backtrace());
+  const torch::jit::Module module = loadTorchScript(folder_, "classifier.pt");
+  for (const auto& parameter : module.named_parameters()) {
+    parameters[parameter.name] = parameter.value.detach().clone().contiguous();
   }
   for (size_t i = 0; i < layers.size(); ++i) {
     const std::string prefix = "features." + std::to_string(2 * i);
