@@ -1,6 +1,7 @@
 """What the benchmarks share: the machine they ran on, timing of commands in fresh
-processes, pausing a background job (a training run) while they measure, file hashes and
-the paired test of two classifiers."""
+processes, pausing a background job (a training run) while they measure, file hashes, the
+paired test of two classifiers, progress and failure logging and the writing of results."""
+import json
 import contextlib
 import hashlib
 import math
@@ -68,6 +69,37 @@ def file_sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def log(message):
+    """Progress on stderr (stdout stays free for what a benchmark prints on purpose)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def record_failure(failures, dataset, codec, setting, message):
+    """Counts a failed measurement in `failures` ((dataset, codec, setting) -> count and the
+    first message) and logs the first of each kind."""
+    key = (dataset, codec, str(setting))
+    if key in failures:
+        failures[key]["count"] += 1
+        return
+    failures[key] = {"count": 1, "message": message}
+    log(f"  FAILED {dataset} {codec} {setting}: {message}")
+
+
+def save_results(results, out, plot, write_report, jsonable, extra_files=()):
+    """Plots (a failing plot is logged, the rest is still written), results.json and the
+    report, in that order; `extra_files` (e.g. rendered crops) are listed with the plots."""
+    try:
+        plots = plot(results, out)
+    except Exception as error:  # noqa: BLE001
+        plots = []
+        log(f"plotting failed: {type(error).__name__}: {error}")
+    results["meta"]["plots"] = [os.path.basename(p) for p in plots] + list(extra_files)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(jsonable(results), f, indent=1)
+    write_report(results, out)
+    log(f"wrote {out}/report.md, results.json, {len(plots)} plot(s) ({results['meta']['elapsed_s']:.0f} s)")
 
 
 def mcnemar_p(b, c):

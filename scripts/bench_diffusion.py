@@ -39,7 +39,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -111,7 +110,8 @@ import scipy.linalg  # noqa: E402
 import scipy.stats  # noqa: E402
 import torch  # noqa: E402
 from osgeo import gdal  # noqa: E402
-from train_diffusion import high_frequency_energy  # noqa: E402  (scripts/learned)
+from image_metrics import high_frequency_energy  # noqa: E402
+from train_diffusion import scene_condition  # noqa: E402  (scripts/learned)
 
 torch.set_num_threads(1)
 ARGS.data = ARGS.data or datasets.DEFAULT_DATA
@@ -134,8 +134,7 @@ CO_KEYS = {"sun_elevation": "SUN_ELEVATION", "sun_azimuth": "SUN_AZIMUTH", "cent
 FLOORS = dict(fd_ratio=0.8, hf_tolerance=0.15, psnr_cost_db=0.5, speed_ratio=5.0, p_value=0.05)
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
+log = bench_common.log
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +144,7 @@ def scene_overrides(path):
     """-co overrides {NAME: value} that give another file this scene's known condition."""
     tool = os.path.join(ARGS.plugin_dir, "nsat_scene_condition")
     tool = tool if os.path.exists(tool) else os.path.join(REPO, "build", "nsat_scene_condition")
-    condition = json.loads(subprocess.run([tool, path], check=True, capture_output=True, text=True).stdout)
+    condition = scene_condition(tool, path)
     value = lambda key: (condition.get(key) or {}).get("value")  # noqa: E731
     out = {name: f"{value(key):.6f}" for key, name in CO_KEYS.items() if value(key) is not None}
     if value("year") is not None and value("day_of_year") is not None:
@@ -805,11 +804,8 @@ def main():
     results["models"] = {k: sorted(v) for k, v in vq.MODELS_SEEN.items()}
     results["meta"].update(load_at_end="/".join(f"{x:.2f}" for x in os.getloadavg()),
                            elapsed_s=time.perf_counter() - start)
-    results["meta"]["plots"] = [os.path.basename(p) for p in plot(results, out)] + results["meta"].get("crops", [])
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(bm.jsonable(results), f, indent=1)
-    report(results, out)
-    log(f"wrote {out}/report.md, results.json ({results['meta']['elapsed_s']:.0f} s)")
+    bench_common.save_results(results, out, plot, report, bm.jsonable,
+                              extra_files=results["meta"].get("crops", []))
 
 
 if __name__ == "__main__":

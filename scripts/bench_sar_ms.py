@@ -141,20 +141,14 @@ def settings(kind):
     return quick if ARGS.quick else full
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
+log = bench_common.log
 
 
 FAILURES = {}   # (dataset, codec, setting) -> {"count", "message"}
 
 
 def record_failure(dataset, codec, setting, message):
-    key = (dataset, codec, str(setting))
-    if key in FAILURES:
-        FAILURES[key]["count"] += 1
-        return
-    FAILURES[key] = {"count": 1, "message": message}
-    log(f"  FAILED {dataset} {codec} {setting}: {message}")
+    bench_common.record_failure(FAILURES, dataset, codec, setting, message)
 
 
 MODEL_SHAS_SEEN = {}   # model id -> set of model_sha256 found in written NSAT files
@@ -1251,16 +1245,7 @@ def main():
     results["meta"]["elapsed_s"] = time.perf_counter() - start
     results["failures"] = [dict(dataset=k[0], codec=k[1], setting=k[2], **v) for k, v in FAILURES.items()]
     results["model_sha256_in_files"] = {k: sorted(s for s in v if s) for k, v in MODEL_SHAS_SEEN.items()}
-    try:
-        plots = plot(results, out)
-    except Exception as error:  # noqa: BLE001
-        plots = []
-        log(f"plotting failed: {type(error).__name__}: {error}")
-    results["meta"]["plots"] = [os.path.basename(p) for p in plots]
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(bm.jsonable(results), f, indent=1)
-    write_report(results, out)
-    log(f"wrote {out}/report.md, results.json, {len(plots)} plot(s) ({results['meta']['elapsed_s']:.0f} s)")
+    bench_common.save_results(results, out, plot, write_report, bm.jsonable)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Image quality measures the benchmarks and training scripts share (numpy only, no
-downloaded weights): SSIM and MS-SSIM (Wang, Simoncelli, Bovik 2003) with nodata masks."""
+downloaded weights): PSNR, SSIM and MS-SSIM (Wang, Simoncelli, Bovik 2003) with nodata
+masks, and the high-frequency spectral energy of an image."""
+import math
+
 import numpy as np
 
 MSSSIM_WEIGHTS = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
@@ -106,3 +109,19 @@ def ssim_fixed_range(original, decoded, data_range):
     """Mean over bands of single-scale SSIM with one data range for every band."""
     valid = np.ones(original.shape[1:], dtype=bool)
     return float(np.mean([msssim_band(o, d, valid, data_range, 1) for o, d in zip(original, decoded)]))
+
+
+def psnr(a, b, peak):
+    """PSNR in dB of b against a over every sample; 99 dB when they are equal."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def high_frequency_energy(img):
+    """Energy of the spectrum above half the Nyquist radius (0.25 cycles per pixel), per band
+    with its mean removed, summed."""
+    f = np.fft.fft2(img - img.mean(axis=(-2, -1), keepdims=True))
+    fy = np.fft.fftfreq(img.shape[-2])[:, None]
+    fx = np.fft.fftfreq(img.shape[-1])[None, :]
+    high = np.sqrt(fx ** 2 + fy ** 2) > 0.25
+    return float((np.abs(f) ** 2)[..., high].sum())

@@ -30,12 +30,12 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 from bench_common import file_sha256  # noqa: E402
+from image_metrics import high_frequency_energy, psnr  # noqa: E402
 from diffusion_model import (CODEC_KEYS, CONDITION_KEYS, FREQUENCIES, Refiner,  # noqa: E402
                              condition_argument, macs_per_pixel, parameter_count)
 
@@ -240,20 +240,6 @@ class RefinerStream:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def high_frequency_energy(img: np.ndarray) -> float:
-    """Energy of the spectrum above half the Nyquist radius (per band, mean removed)."""
-    f = np.fft.fft2(img - img.mean(axis=(-2, -1), keepdims=True))
-    fy = np.fft.fftfreq(img.shape[-2])[:, None]
-    fx = np.fft.fftfreq(img.shape[-1])[None, :]
-    high = np.sqrt(fx ** 2 + fy ** 2) > 0.25
-    return float((np.abs(f) ** 2)[..., high].sum())
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255.0 ** 2 / max(mse, 1e-12))
-
-
 def eval_set(data: str, tool: str):
     """48 EuroSAT test images and fixed 64 px crops of the hold-out scenes, with conditions."""
     rgb = datasets.EuroSatRgb(data, "test")
@@ -283,14 +269,14 @@ def evaluate(refiner: Refiner, base, items, sigma_max: float, steps: int):
         gen = torch.Generator().manual_seed(1234)
         noise = torch.randn(x.shape, generator=gen)
         x255 = x.numpy() * 255.0
-        row = {"rate": label, "psnr_base": float(np.mean([psnr(o, r) for o, r in zip(x255, np.round(b.numpy() * 255))])),
+        row = {"rate": label, "psnr_base": float(np.mean([psnr(o, r, 255.0) for o, r in zip(x255, np.round(b.numpy() * 255))])),
                "hf_ratio_base": float(np.mean([high_frequency_energy(r) / high_frequency_energy(o)
                                                 for o, r in zip(x255, b.numpy() * 255)]))}
         for sigma in (0.0, 0.02, 0.05):
             out = refiner.refine(b, noise, sigma, steps, a, kn, lam_arg,
                                  condition_argument("sigma", sigma, sigma_max=sigma_max))
             r = np.round(out.numpy() * 255)
-            row[f"psnr_sigma{sigma}"] = float(np.mean([psnr(o, rr) for o, rr in zip(x255, r)]))
+            row[f"psnr_sigma{sigma}"] = float(np.mean([psnr(o, rr, 255.0) for o, rr in zip(x255, r)]))
             row[f"hf_ratio_sigma{sigma}"] = float(np.mean([high_frequency_energy(rr) / high_frequency_energy(o)
                                                           for o, rr in zip(x255, r)]))
         rows.append(row)

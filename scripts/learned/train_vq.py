@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 from bench_common import file_sha256  # noqa: E402
-from image_metrics import ssim_bands  # noqa: E402
+from image_metrics import psnr, ssim_bands  # noqa: E402
 import vq_entropy  # noqa: E402
 from vq_model import (LATENT_DOWNSAMPLING, ExportVqAnalysis, ExportVqSynthesis,  # noqa: E402
                       VqCodec)
@@ -77,11 +77,6 @@ def parse_args():
     p.add_argument("--export", default=None, metavar="DIR")
     p.add_argument("--model-id", default=None)
     return p.parse_args()
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10 * math.log10(peak * peak / mse)
 
 
 def model_input(img: np.ndarray, scale: float) -> torch.Tensor:
