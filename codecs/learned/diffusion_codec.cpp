@@ -54,7 +54,7 @@ class DiffusionCodec final : public Codec {
     seed_ = parameters_.at("noise_seed").get<uint32_t>();
     if (steps_ < 1 || steps_ > 8 || !(sigma_ >= 0 && sigma_ <= refiner_->sigmaMax()) ||
         !std::isfinite(rateArgument_)) {
-      throw Error("DIFFUSION parameters: steps, sigma or lambda out of range");
+      throw Error("DIFFUSION parameters: steps, sigma or rate argument out of range");
     }
     const auto open = parameters_.find(kOpenOptionsParameter);
     if (open != parameters_.end()) {
