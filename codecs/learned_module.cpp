@@ -157,9 +157,10 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "scene condition, so the same scene gives the same file. Equal seeds draw equal noise, "
             "e.g. to compare conditions"),
         textOptionDeclaration("MODEL",
-                              "a folder in models/: diffusion-vq-rgb8-v1 (default; its base is "
-                              "VQ vq-rgb8-v2, so the rate is LEVELS), diffusion-rgb8-v1 (base "
-                              "MULTIRATE multirate-rgb8-v4: QUALITY or LAMBDA)")};
+                              "a folder in models/: diffusion-vq-rgb8-v2 (default; its base is "
+                              "VQ vq-rgb8-v2, so the rate is LEVELS), diffusion-vq-rgb8-v1 (the "
+                              "same base), diffusion-rgb8-v1 (base MULTIRATE multirate-rgb8-v4: "
+                              "QUALITY or LAMBDA)")};
     for (const auto& option : sceneConditionOptions()) diffusion.options.push_back(option);
     diffusion.openOptions = {choiceOptionDeclaration(
         "REFINEMENT", {"YES", "NO"}, "YES",

@@ -24,6 +24,9 @@ const unsigned char kDictionary3[] = {
 const unsigned char kDictionary4[] = {
 #include "header_dictionary_v4.inc"
 };
+const unsigned char kDictionary5[] = {
+#include "header_dictionary_v5.inc"
+};
 
 struct CompressionContextFree {
   void operator()(ZSTD_CCtx* context) const { ZSTD_freeCCtx(context); }
@@ -55,6 +58,8 @@ std::string headerDictionary(HeaderEncoding encoding) {
       return std::string(reinterpret_cast<const char*>(kDictionary3), sizeof(kDictionary3));
     case HeaderEncoding::ZstdDictionary4:
       return std::string(reinterpret_cast<const char*>(kDictionary4), sizeof(kDictionary4));
+    case HeaderEncoding::ZstdDictionary5:
+      return std::string(reinterpret_cast<const char*>(kDictionary5), sizeof(kDictionary5));
   }
   throw Error("unknown header encoding " + std::to_string(int(encoding)), ErrorKind::NotSupported);
 }

@@ -6,7 +6,7 @@
 #  2. the learned codecs' tile decoders, in build-fuzz-learned/ (with LibTorch, which is
 #     not instrumented): nsat_fuzz_learned decodes MULTIRATE / FIXED_QUALITY payloads in
 #     full, nsat_fuzz_learned_entropy stops after entropy decoding and side information;
-#     nsat_fuzz_vq decodes VQ payloads in full.
+#     nsat_fuzz_vq decodes VQ payloads in full, and refines them as DIFFUSION does.
 #     Seeds: every tile of the learned golden files and of conversions of the bundled
 #     scenes, framing stripped (autotest/fuzz/learned_seeds.py). The committed
 #     reproducers in autotest/fuzz/learned_regressions/ are run first.
@@ -65,7 +65,7 @@ cmake --build "$LEARNED" -j"$(nproc)" --target nsat_fuzz_learned nsat_fuzz_learn
 learned_corpus="$LEARNED/corpus"
 mkdir -p "$learned_corpus" "$LEARNED/artifacts" "$LEARNED/seed-files"
 learned_files=(autotest/golden/*multirate*.nsat autotest/golden/*fixed_quality*.nsat
-               autotest/golden/*_vq*.nsat)
+               autotest/golden/*_vq*.nsat)  # *_vq*: DIFFUSION on VQ too
 # Conversions with the regular build's plugin and module, when present: every MULTIRATE
 # model, 1 to 4 bands (and KLT stacks), Byte / UInt16 / Int16 / Float32, every quality
 # block, edge tiles, nodata collars. The
@@ -121,6 +121,9 @@ if [[ -f build/gdal_NSAT.so && -f build/nsat_learned.so ]]; then
   learned_seed vq_naip2 naip_4band_byte.tif -srcwin 720 0 70 48 "${vq[@]}"
   learned_seed vq_s2_1 eurosat_ms_residential_rgbn.tif "${vq[@]}" -co LEVELS=1
   learned_seed vq_s2_3 eurosat_ms_residential_rgbn.tif -srcwin 3 5 61 59 "${vq[@]}" -co LEVELS=3
+  # DIFFUSION on its default VQ base: the same payload, decoded then refined.
+  learned_seed diffusion_2 landsat7_rgb_byte.tif -srcwin 150 0 70 64 -co CODEC=DIFFUSION \
+    -co BLOCKSIZE=32 -co LEVELS=2 -co NOISE=0.02
   learned_files+=("$LEARNED"/seed-files/*.nsat)
 fi
 /usr/bin/python3 autotest/fuzz/learned_seeds.py "$learned_corpus" "${learned_files[@]}" >/dev/null

@@ -203,6 +203,10 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
   EXPECT_EQ(fourth.size(), 50524u);
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(fourth.data()), fourth.size()), 0x2A2F1F76u);
   EXPECT_EQ(fourth.substr(0, third.size()), third);  // 4 extends 3
+  const std::string fifth = headerDictionary(HeaderEncoding::ZstdDictionary5);
+  EXPECT_EQ(fifth.size(), 55518u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(fifth.data()), fifth.size()), 0x57CA438Bu);
+  EXPECT_EQ(fifth.substr(0, fourth.size()), fourth);  // 5 extends 4
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
@@ -253,7 +257,8 @@ TEST(HeaderEncoding, ReserveTakesALaterLongerHeader) {
   const std::vector<uint8_t> bigTile(5u << 20, 3);
   for (HeaderEncoding encoding :
        {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1, HeaderEncoding::ZstdDictionary2,
-        HeaderEncoding::ZstdDictionary3, HeaderEncoding::ZstdDictionary4}) {
+        HeaderEncoding::ZstdDictionary3, HeaderEncoding::ZstdDictionary4,
+        HeaderEncoding::ZstdDictionary5}) {
     const std::string path = "/vsimem/container_reserve.nsat";
     ContainerWriter writer(path, sampleHeader(), 64, encoding);
     writer.writeTile(0, 0, 0, bigTile);

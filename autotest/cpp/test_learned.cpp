@@ -579,6 +579,8 @@ TEST(Diffusion, RefinementIsDeterministicCloseToTheBaseAndSharper) {
   };
   const Case cases[] = {
       {{{"LEVELS", "1"}}, [] { return vq({{"LEVELS", "1"}}, DataType::Byte, 3); }},
+      {{{"MODEL", "diffusion-vq-rgb8-v1"}, {"LEVELS", "2"}},
+       [] { return vq({{"LEVELS", "2"}}, DataType::Byte, 3); }},
       {{{"MODEL", "diffusion-rgb8-v1"}, {"QUALITY", "50"}},
        [] { return multirate({{"QUALITY", "50"}}, DataType::Byte, 3); }}};
   const auto scene = readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 128, 128, 256, 256);
@@ -666,6 +668,9 @@ TEST(Diffusion, RejectsWhatItCannotCodeAndBadParameters) {
     bad[key] = value;
     EXPECT_ANY_THROW(descriptor->create(bad)) << key;
   }
+  auto infinite = good;
+  infinite["scene_arguments"][0] = 1e300;  // a float's infinity
+  EXPECT_ANY_THROW(descriptor->create(infinite));
   auto noBase = good;
   noBase.erase("base");
   EXPECT_ANY_THROW(descriptor->create(noBase));

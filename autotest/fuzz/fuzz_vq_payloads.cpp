@@ -1,13 +1,17 @@
-// libFuzzer harness for VQ tile payloads (codecs/learned/vq_codec.cpp), built with the
-// learned fuzzers by scripts/fuzz.sh (nsat_fuzz_vq).
+// libFuzzer harness for VQ tile payloads (codecs/learned/vq_codec.cpp), and for DIFFUSION
+// files on a VQ base (codecs/learned/diffusion_codec.cpp: the same payload, then the
+// refiner), built with the learned fuzzers by scripts/fuzz.sh (nsat_fuzz_vq).
 //
 // Input: 4 selector bytes, then a VQ payload as a tile stores it (framing stripped):
-//   byte 0  the model: 0 vq-rgb8-v1, 1 vq-rgbn8-v1, 2 vq-rgbn16-v1, 3 vq-rgb8-v2 (modulo 4)
+//   byte 0  the model (modulo kModels): 0 vq-rgb8-v1, 1 vq-rgbn8-v1, 2 vq-rgbn16-v1,
+//           3 vq-rgb8-v2, 4 and 5 DIFFUSION diffusion-vq-rgb8-v1 and -v2 (base vq-rgb8-v2,
+//           NOISE 0.02, a real scene condition, the tile's place from its sizes)
 //   byte 1  levels - 1 (modulo the model's levels)
 //   byte 2  tile width - 1, byte 3 tile height - 1 (1 .. 256 px)
 // The tile has one band group of the model's band count. Every input is decoded in full
-// (indices, codewords, synthesis) and its latent indices are read; a corrupt payload must
-// give nsat::Error, nothing else. Seeds: autotest/fuzz/learned_seeds.py --vq.
+// (indices, codewords, synthesis, and for DIFFUSION the refiner's Euler steps) and its
+// latent indices are read (VQ); a corrupt payload must give nsat::Error, nothing else.
+// Seeds: autotest/fuzz/learned_seeds.py --vq.
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -17,16 +21,26 @@
 #include <ATen/Parallel.h>
 
 #include "codecs/error.h"
+#include "codecs/learned/diffusion_codec.h"
 #include "codecs/learned/vq_codec.h"
 #include "codecs/learned/vq_model.h"
 
 namespace nsat {
 namespace {
 
-constexpr int kModels = 4;
-constexpr const char* kModelIds[kModels] = {"vq-rgb8-v1", "vq-rgbn8-v1", "vq-rgbn16-v1",
-                                            "vq-rgb8-v2"};
+constexpr int kModels = 6;
+constexpr const char* kModelIds[kModels] = {"vq-rgb8-v1",           "vq-rgbn8-v1",
+                                            "vq-rgbn16-v1",         "vq-rgb8-v2",
+                                            "diffusion-vq-rgb8-v1", "diffusion-vq-rgb8-v2"};
+constexpr int kFirstDiffusionModel = 4;
 constexpr size_t kSelectorSize = 4;
+// The condition of autotest/data/landsat7_rgb_byte.tif (nsat_scene_condition), as the
+// driver hands it to DIFFUSION.
+constexpr const char* kSceneCondition =
+    R"({"center_lat":{"source":"geotransform","value":24.56},)"
+    R"("center_lon":{"source":"geotransform","value":-77.76},)"
+    R"("gsd":{"source":"geotransform","value":299.87}})";
+constexpr int kDiffusionLevels = 3;  // its base, vq-rgb8-v2
 
 struct ModelCodecs {
   DataType type;
@@ -42,8 +56,21 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   using namespace nsat;
   at::set_num_threads(1);
   const CodecDescriptor descriptor = vqCodecDescriptor();
+  const CodecDescriptor diffusion = diffusionCodecDescriptor();
   try {
-    for (int m = 0; m < kModels; ++m) {
+    for (int m = kFirstDiffusionModel; m < kModels; ++m) {
+      auto* codecs = new ModelCodecs{DataType::Byte, 3, {}};
+      for (int levels = 1; levels <= kDiffusionLevels; ++levels) {
+        const CodecOptions options = {{"MODEL", kModelIds[m]},
+                                      {"LEVELS", std::to_string(levels)},
+                                      {"NOISE", "0.02"},
+                                      {kSceneConditionOption, kSceneCondition}};
+        codecs->byLevels.push_back(
+            diffusion.create(diffusion.parametersFromOptions(options, DataType::Byte, 3)));
+      }
+      models[m] = codecs;
+    }
+    for (int m = 0; m < kFirstDiffusionModel; ++m) {
       const auto model = loadVqModel(kModelIds[m]);
       auto* codecs = new ModelCodecs{model->codesBytes ? DataType::Byte : DataType::UInt16,
                                      model->bands, {}};
@@ -71,6 +98,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   shape.height = data[3] + 1;
   shape.bands = codecs.bands;
   shape.type = codecs.type;
+  // DIFFUSION's noise is keyed by the tile: let the selector move it.
+  shape.placement.x = data[2] % 7;
+  shape.placement.y = data[3] % 5;
   std::vector<uint8_t> pixels(shape.byteCount());
   try {
     codec.decode(shape, data + kSelectorSize, size - kSelectorSize, pixels.data());

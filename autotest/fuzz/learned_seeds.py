@@ -17,7 +17,8 @@ with the spectral transform) and files of other codecs or models are skipped, wi
 reason. Prints how many seeds each file gave.
 
 With ``--vq`` (``learned_seeds.py --vq OUT_DIR FILE.nsat...``) the seeds are for
-autotest/fuzz/fuzz_vq_payloads.cpp instead, from VQ files of one band group: model index,
+autotest/fuzz/fuzz_vq_payloads.cpp instead, from VQ files (and DIFFUSION files on a VQ
+base, whose payload is VQ's) of one band group: model index,
 levels - 1, tile width - 1, height - 1, then the payload.
 """
 import hashlib
@@ -83,18 +84,21 @@ def codec_bytes(payload):
 
 
 VQ_MODELS = {"vq-rgb8-v1": (0, 3), "vq-rgbn8-v1": (1, 4), "vq-rgbn16-v1": (2, 4),
-             "vq-rgb8-v2": (3, 3)}
+             "vq-rgb8-v2": (3, 3), "diffusion-vq-rgb8-v1": (4, 3), "diffusion-vq-rgb8-v2": (5, 3)}
 
 
 def vq_selection(codec, header):
-    """The selector bytes before width and height, or why the VQ harness cannot select it."""
-    model = codec["parameters"].get("model")
-    if codec["name"] != "VQ" or model not in VQ_MODELS:
+    """The selector bytes before width and height, or why the VQ harness cannot select it.
+    A DIFFUSION file on a VQ base stores the VQ payload: its levels are its base's."""
+    parameters = codec["parameters"]
+    model = parameters.get("model")
+    if codec["name"] not in ("VQ", "DIFFUSION") or model not in VQ_MODELS:
         return f"codec {codec['name']} {model or ''}"
     index, bands = VQ_MODELS[model]
     if header["raster"]["bands"] != bands:
         return f"{header['raster']['bands']} bands (the harness fuzzes one band group)"
-    return bytes([index, codec["parameters"]["levels"] - 1])
+    levels = parameters["base"]["levels"] if codec["name"] == "DIFFUSION" else parameters["levels"]
+    return bytes([index, levels - 1])
 
 
 def seeds_of(path, vq=False):

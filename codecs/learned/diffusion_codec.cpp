@@ -13,7 +13,7 @@ namespace nsat {
 namespace {
 
 constexpr int kPayloadVersion = 1;  // the payload is the base codec's, unchanged
-constexpr const char* kDefaultModel = "diffusion-vq-rgb8-v1";
+constexpr const char* kDefaultModel = "diffusion-vq-rgb8-v2";
 
 std::string rejectReason(DataType type, int bands) {
   if (type != DataType::Byte || bands != 3) {
@@ -46,7 +46,13 @@ class DiffusionCodec final : public Codec {
       throw Error("DIFFUSION parameters: scene_arguments has the wrong length");
     }
     for (int i = 0; i < kRefinerSceneScalars; ++i) {
-      if (!arguments[i].is_null()) scene_[i] = arguments[i].get<float>();
+      if (arguments[i].is_null()) continue;
+      scene_[i] = arguments[i].get<float>();
+      // An infinite argument (1e300 in a crafted header) would make the embedding NaN and
+      // the tile silently black.
+      if (!std::isfinite(*scene_[i])) {
+        throw Error("DIFFUSION parameters: scene argument " + std::to_string(i) + " is not finite");
+      }
     }
     rateArgument_ = parameters_.at("rate_argument").get<float>();
     sigma_ = parameters_.at("sigma").get<float>();

@@ -15,8 +15,20 @@ Per batch: a rate for the frozen base model (MULTIRATE: a lambda drawn log-unifo
 over its range; VQ: a number of levels), the base codec's decode at that rate (rounded to
 8 bits, as the codec hands it to the refiner), per image a
 sigma in [0, sigma_max], noise, and a flow time s (half of them at the decoder's Euler
-points k / steps). Loss: masked mean squared error of the velocity. EMA weights are
-evaluated and exported. SIGTERM saves a checkpoint; a run resumes from it.
+points k / steps). Loss (``--objective velocity``): masked mean squared error of the velocity.
+
+``--objective unrolled`` fine-tunes a trained refiner (``--init-from``) through the decoder's
+own sampler: the Euler steps run with gradients, at a sigma that is the card's decode sigma
+half of the time, and the decoded tile is scored against the original by three terms, each
+relative to the base decode's so that their weights read as trade-offs:
+mean squared error / the base's, ``--feature-weight`` x a perceptual distance / the base's,
+and ``--hf-weight`` x the squared log ratio of high-frequency spectral energy to the
+original's. The perceptual distance is the normalised squared difference of the activations
+before each max-pool of a frozen land-cover classifier of our own (``--perceptual-model``,
+by default the benchmark-only ``landcover-maxpool-robust``: not the classifier whose
+features bench_diffusion.py measures, so that the benchmark's Frechet distance is not the
+training loss). EMA weights are evaluated and exported. SIGTERM saves a checkpoint; a run
+resumes from it.
 """
 
 import argparse
@@ -68,6 +80,12 @@ def parse_args():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--condition-tool", default=os.path.join(REPO, "build", "nsat_scene_condition"))
     p.add_argument("--init-from", default=None, help="a model folder (refiner.pt) to start from")
+    p.add_argument("--objective", choices=("velocity", "unrolled"), default="velocity")
+    p.add_argument("--perceptual-model", default=os.path.join(REPO, "scripts", "learned", "eval_models",
+                                                             "landcover-maxpool-robust"),
+                   help="classifier folder (classifier.pt with .features) for the unrolled objective")
+    p.add_argument("--feature-weight", type=float, default=0.3)
+    p.add_argument("--hf-weight", type=float, default=0.3)
     p.add_argument("--export", default=None)
     p.add_argument("--model-id", default=None)
     return p.parse_args()
@@ -238,6 +256,62 @@ class RefinerStream:
         self.count = int(state["count"])
 
 
+# ----------------------------------------------------------------------------- unrolled objective
+
+class PerceptualFeatures:
+    """Activations before each max-pool of a frozen land-cover classifier (input [0, 1]):
+    an LPIPS-like distance from weights trained here, nothing downloaded."""
+
+    def __init__(self, folder: str):
+        module = torch.jit.load(os.path.join(folder, "classifier.pt")).eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        self.layers = list(module.features.children())
+
+    def __call__(self, x01: torch.Tensor):
+        taps, h = [], x01
+        for layer in self.layers:
+            if layer.original_name == "MaxPool2d":
+                taps.append(h)
+            h = layer(h)
+        return taps
+
+    def distance(self, a: torch.Tensor, reference_taps) -> torch.Tensor:
+        """Sum over taps of |phi(a) - phi(ref)|^2 / |phi(ref)|^2 (whole batch)."""
+        total = a.new_zeros(())
+        for ta, tr in zip(self(a), reference_taps):
+            total = total + ((ta - tr) ** 2).sum() / (tr ** 2).sum().clamp_min(1e-8)
+        return total
+
+
+def high_frequency_energy_torch(img: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B,): image_metrics.high_frequency_energy, differentiable."""
+    f = torch.fft.fft2(img - img.mean(dim=(-2, -1), keepdim=True))
+    fy = torch.fft.fftfreq(img.shape[-2])[:, None]
+    fx = torch.fft.fftfreq(img.shape[-1])[None, :]
+    high = (torch.sqrt(fx ** 2 + fy ** 2) > 0.25).to(img.dtype)
+    return ((f.real ** 2 + f.imag ** 2) * high).sum(dim=(-3, -2, -1))
+
+
+def unrolled_loss(args, refiner: Refiner, perceptual: PerceptualFeatures, base, rate, x, m, b, a, kn, rng):
+    """The decoder's sampler with gradients, scored against x (see the module docstring)."""
+    sigma = args.decode_sigma if rng.random() < 0.5 else float(rng.uniform(0.0, args.sigma_max))
+    noise = torch.randn_like(x)
+    out = refiner.refine(b, noise, sigma, args.euler_steps, a, kn, torch.tensor(base.rate_argument(rate)),
+                         condition_argument("sigma", sigma, sigma_max=args.sigma_max))
+    out = m * out + (1.0 - m) * x
+    mse = ((out - x) ** 2).sum() / ((b - x) ** 2 * m).sum().clamp_min(1e-10)
+    with torch.no_grad():
+        ref_taps = perceptual(x)
+        base_distance = perceptual.distance(m * b + (1.0 - m) * x, ref_taps).clamp_min(1e-8)
+    feature = perceptual.distance(out, ref_taps) / base_distance
+    eps = 1e-6 * x.shape[-1] * x.shape[-2]
+    hf = ((torch.log(high_frequency_energy_torch(out) + eps)
+           - torch.log(high_frequency_energy_torch(x) + eps)) ** 2).mean()
+    loss = mse + args.feature_weight * feature + args.hf_weight * hf
+    return loss, {"mse_rel": float(mse), "feature_rel": float(feature), "hf_log2": float(hf)}
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 def eval_set(data: str, tool: str):
@@ -257,8 +331,23 @@ def eval_set(data: str, tool: str):
     return items
 
 
+class PooledFeatures:
+    """The pooled features of the classifier whose Frechet distance bench_diffusion.py reports
+    (models/rdic-classifier-rgb8-v2); evaluation only, never a training loss."""
+
+    def __init__(self, folder: str = os.path.join(REPO, "models", "rdic-classifier-rgb8-v2")):
+        self.module = torch.jit.load(os.path.join(folder, "classifier.pt")).eval()
+
+    def __call__(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.module.features(x01).mean(dim=(2, 3))
+
+
 @torch.no_grad()
 def evaluate(refiner: Refiner, base, items, sigma_max: float, steps: int):
+    """Per rate: PSNR, high-frequency ratio and, as a cheap stand-in for the benchmark's Frechet
+    distance, the mean squared distance of pooled classifier features to the originals'
+    (feature_ratio: refined over base)."""
+    judge = PooledFeatures()
     rows = []
     for label, rate in base.eval_rates():
         lam_arg = torch.tensor(base.rate_argument(rate))
@@ -272,6 +361,8 @@ def evaluate(refiner: Refiner, base, items, sigma_max: float, steps: int):
         row = {"rate": label, "psnr_base": float(np.mean([psnr(o, r, 255.0) for o, r in zip(x255, np.round(b.numpy() * 255))])),
                "hf_ratio_base": float(np.mean([high_frequency_energy(r) / high_frequency_energy(o)
                                                 for o, r in zip(x255, b.numpy() * 255)]))}
+        original_features = judge(x)
+        base_distance = float(((judge(b) - original_features) ** 2).sum(1).mean())  # b is 8-bit already
         for sigma in (0.0, 0.02, 0.05):
             out = refiner.refine(b, noise, sigma, steps, a, kn, lam_arg,
                                  condition_argument("sigma", sigma, sigma_max=sigma_max))
@@ -279,6 +370,8 @@ def evaluate(refiner: Refiner, base, items, sigma_max: float, steps: int):
             row[f"psnr_sigma{sigma}"] = float(np.mean([psnr(o, rr, 255.0) for o, rr in zip(x255, r)]))
             row[f"hf_ratio_sigma{sigma}"] = float(np.mean([high_frequency_energy(rr) / high_frequency_energy(o)
                                                           for o, rr in zip(x255, r)]))
+            distance = float(((judge(torch.from_numpy(r / 255.0).float()) - original_features) ** 2).sum(1).mean())
+            row[f"feature_ratio_sigma{sigma}"] = distance / max(base_distance, 1e-12)
         rows.append(row)
     return rows
 
@@ -290,6 +383,17 @@ def save_checkpoint(path, refiner, ema, opt, stream, step):
     torch.save({"refiner": refiner.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                 "stream": stream.state(), "step": step, "torch_rng": torch.get_rng_state()}, tmp)
     os.replace(tmp, path)
+
+
+def training_objective(args) -> dict:
+    if args.objective == "velocity":
+        return {"name": "velocity", "loss": "masked MSE of the rectified-flow velocity"}
+    return {"name": "unrolled", "loss": "relative MSE + feature_weight x relative perceptual distance "
+                                        "+ hf_weight x (log HF energy ratio)^2, through the decoder's Euler steps",
+            "feature_weight": args.feature_weight, "hf_weight": args.hf_weight,
+            "decode_sigma_share": 0.5,
+            "perceptual_model": {"folder": os.path.relpath(args.perceptual_model, REPO),
+                                 "card_sha256": file_sha256(os.path.join(args.perceptual_model, "card.json"))}}
 
 
 def export(args, ema: Refiner, base, step: int, history, items, stream) -> None:
@@ -331,7 +435,8 @@ def export(args, ema: Refiner, base, step: int, history, items, stream) -> None:
                  "scenes": stream.describe(), "drop_probability": args.drop,
                  "holdouts": list(datasets.holdout_paths(args.data))},
         "training": {"steps": step, "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr,
-                     "ema": args.ema, "seed": args.seed, "threads": args.threads, "init_from": args.init_from},
+                     "ema": args.ema, "seed": args.seed, "threads": args.threads, "init_from": args.init_from,
+                     "objective": training_objective(args)},
         "eval_heldout": ev,
         "eval_note": "48 EuroSAT RGB test images + 64 px crops of the hold-out scenes; torch float decode "
                      "(Gaussian noise), PSNR peak 255, hf_ratio: spectral energy above 0.25 cycles/px vs the original's",
@@ -375,25 +480,32 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log = open(os.path.join(args.run, "log.jsonl"), "a")
     history = []
-    t0, losses = time.time(), []
+    perceptual = PerceptualFeatures(args.perceptual_model) if args.objective == "unrolled" else None
+    t0, losses, part_sums = time.time(), [], {}
     while step < args.steps and not stop["now"]:
         x, m, a, kn = (torch.from_numpy(v) for v in stream.next())
-        rate = base.draw_rate(np.random.default_rng(step + 7919 * args.seed))
+        step_rng = np.random.default_rng(step + 7919 * args.seed)
+        rate = base.draw_rate(step_rng)
         b = base.decode(x, rate)
         batch = x.shape[0]
         drop = (torch.rand(kn.shape) < args.drop).float()
         kn = kn * (1.0 - drop)
-        sigma = torch.rand(batch) * args.sigma_max
-        on_grid = torch.randint(0, args.euler_steps, (batch,)).float() / args.euler_steps
-        s = torch.where(torch.rand(batch) < 0.5, on_grid, torch.rand(batch))
-        noise = torch.randn_like(x)
-        z0 = b + sigma[:, None, None, None] * noise
-        zs = (1 - s)[:, None, None, None] * z0 + s[:, None, None, None] * x
-        codec_args = torch.stack([torch.full((batch,), base.rate_argument(rate)),
-                                  sigma / args.sigma_max - 0.5, s - 0.5], dim=1)
-        c = refiner.embed(a, kn, codec_args)
-        v = refiner.velocity(zs, b, c)
-        loss = ((v - (x - z0)) ** 2 * m).sum() / (m.sum() * 3)
+        if perceptual is not None:
+            loss, parts = unrolled_loss(args, refiner, perceptual, base, rate, x, m, b, a, kn, step_rng)
+            for key, value in parts.items():
+                part_sums[key] = part_sums.get(key, 0.0) + value
+        else:
+            sigma = torch.rand(batch) * args.sigma_max
+            on_grid = torch.randint(0, args.euler_steps, (batch,)).float() / args.euler_steps
+            s = torch.where(torch.rand(batch) < 0.5, on_grid, torch.rand(batch))
+            noise = torch.randn_like(x)
+            z0 = b + sigma[:, None, None, None] * noise
+            zs = (1 - s)[:, None, None, None] * z0 + s[:, None, None, None] * x
+            codec_args = torch.stack([torch.full((batch,), base.rate_argument(rate)),
+                                      sigma / args.sigma_max - 0.5, s - 0.5], dim=1)
+            c = refiner.embed(a, kn, codec_args)
+            v = refiner.velocity(zs, b, c)
+            loss = ((v - (x - z0)) ** 2 * m).sum() / (m.sum() * 3)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -403,7 +515,9 @@ def main():
         step += 1
         losses.append(float(loss))
         if step % 100 == 0:
-            rec = {"step": step, "loss": float(np.mean(losses)), "sec_per_step": (time.time() - t0) / len(losses)}
+            rec = {"step": step, "loss": float(np.mean(losses)), "sec_per_step": (time.time() - t0) / len(losses),
+                   **{k: v / len(losses) for k, v in part_sums.items()}}
+            part_sums = {}
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
