@@ -33,6 +33,7 @@ constexpr const char* kModelIds[kModels] = {"vq-rgb8-v1",           "vq-rgbn8-v1
                                             "vq-rgbn16-v1",         "vq-rgb8-v2",
                                             "diffusion-vq-rgb8-v1", "diffusion-vq-rgb8-v2"};
 constexpr int kFirstDiffusionModel = 4;
+constexpr int kDiffusionBase = 3;  // vq-rgb8-v2, the VQ-based refiners' base
 constexpr size_t kSelectorSize = 4;
 // The condition of autotest/data/landsat7_rgb_byte.tif (nsat_scene_condition), as the
 // driver hands it to DIFFUSION.
@@ -40,7 +41,6 @@ constexpr const char* kSceneCondition =
     R"({"center_lat":{"source":"geotransform","value":24.56},)"
     R"("center_lon":{"source":"geotransform","value":-77.76},)"
     R"("gsd":{"source":"geotransform","value":299.87}})";
-constexpr int kDiffusionLevels = 3;  // its base, vq-rgb8-v2
 
 struct ModelCodecs {
   DataType type;
@@ -58,18 +58,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const CodecDescriptor descriptor = vqCodecDescriptor();
   const CodecDescriptor diffusion = diffusionCodecDescriptor();
   try {
-    for (int m = kFirstDiffusionModel; m < kModels; ++m) {
-      auto* codecs = new ModelCodecs{DataType::Byte, 3, {}};
-      for (int levels = 1; levels <= kDiffusionLevels; ++levels) {
-        const CodecOptions options = {{"MODEL", kModelIds[m]},
-                                      {"LEVELS", std::to_string(levels)},
-                                      {"NOISE", "0.02"},
-                                      {kSceneConditionOption, kSceneCondition}};
-        codecs->byLevels.push_back(
-            diffusion.create(diffusion.parametersFromOptions(options, DataType::Byte, 3)));
-      }
-      models[m] = codecs;
-    }
     for (int m = 0; m < kFirstDiffusionModel; ++m) {
       const auto model = loadVqModel(kModelIds[m]);
       auto* codecs = new ModelCodecs{model->codesBytes ? DataType::Byte : DataType::UInt16,
@@ -81,8 +69,21 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       }
       models[m] = codecs;
     }
+    for (int m = kFirstDiffusionModel; m < kModels; ++m) {
+      auto* codecs = new ModelCodecs{DataType::Byte, 3, {}};
+      const size_t levelCount = models[kDiffusionBase]->byLevels.size();
+      for (size_t levels = 1; levels <= levelCount; ++levels) {
+        const CodecOptions options = {{"MODEL", kModelIds[m]},
+                                      {"LEVELS", std::to_string(levels)},
+                                      {"NOISE", "0.02"},
+                                      {kSceneConditionOption, kSceneCondition}};
+        codecs->byLevels.push_back(
+            diffusion.create(diffusion.parametersFromOptions(options, DataType::Byte, 3)));
+      }
+      models[m] = codecs;
+    }
   } catch (const std::exception& e) {
-    std::cerr << "fuzz_vq_payloads: cannot load the VQ models: " << e.what() << "\n";
+    std::cerr << "fuzz_vq_payloads: cannot load the VQ and DIFFUSION models: " << e.what() << "\n";
     std::abort();
   }
   return 0;

@@ -32,6 +32,7 @@ resumes from it.
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -331,15 +332,15 @@ def eval_set(data: str, tool: str):
     return items
 
 
-class PooledFeatures:
-    """The pooled features of the classifier whose Frechet distance bench_diffusion.py reports
-    (models/rdic-classifier-rgb8-v2); evaluation only, never a training loss."""
+@functools.lru_cache(maxsize=None)
+def benchmark_classifier():
+    """The classifier whose Frechet distance bench_diffusion.py reports (loaded once per run);
+    evaluation only, never a training loss."""
+    return torch.jit.load(os.path.join(REPO, "models", "rdic-classifier-rgb8-v2", "classifier.pt")).eval()
 
-    def __init__(self, folder: str = os.path.join(REPO, "models", "rdic-classifier-rgb8-v2")):
-        self.module = torch.jit.load(os.path.join(folder, "classifier.pt")).eval()
 
-    def __call__(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.module.features(x01).mean(dim=(2, 3))
+def pooled_features(x01: torch.Tensor) -> torch.Tensor:
+    return benchmark_classifier().features(x01).mean(dim=(2, 3))
 
 
 @torch.no_grad()
@@ -347,7 +348,6 @@ def evaluate(refiner: Refiner, base, items, sigma_max: float, steps: int):
     """Per rate: PSNR, high-frequency ratio and, as a cheap stand-in for the benchmark's Frechet
     distance, the mean squared distance of pooled classifier features to the originals'
     (feature_ratio: refined over base)."""
-    judge = PooledFeatures()
     rows = []
     for label, rate in base.eval_rates():
         lam_arg = torch.tensor(base.rate_argument(rate))
@@ -361,8 +361,8 @@ def evaluate(refiner: Refiner, base, items, sigma_max: float, steps: int):
         row = {"rate": label, "psnr_base": float(np.mean([psnr(o, r, 255.0) for o, r in zip(x255, np.round(b.numpy() * 255))])),
                "hf_ratio_base": float(np.mean([high_frequency_energy(r) / high_frequency_energy(o)
                                                 for o, r in zip(x255, b.numpy() * 255)]))}
-        original_features = judge(x)
-        base_distance = float(((judge(b) - original_features) ** 2).sum(1).mean())  # b is 8-bit already
+        original_features = pooled_features(x)
+        base_distance = float(((pooled_features(b) - original_features) ** 2).sum(1).mean())  # b is 8-bit
         for sigma in (0.0, 0.02, 0.05):
             out = refiner.refine(b, noise, sigma, steps, a, kn, lam_arg,
                                  condition_argument("sigma", sigma, sigma_max=sigma_max))
@@ -370,7 +370,8 @@ def evaluate(refiner: Refiner, base, items, sigma_max: float, steps: int):
             row[f"psnr_sigma{sigma}"] = float(np.mean([psnr(o, rr, 255.0) for o, rr in zip(x255, r)]))
             row[f"hf_ratio_sigma{sigma}"] = float(np.mean([high_frequency_energy(rr) / high_frequency_energy(o)
                                                           for o, rr in zip(x255, r)]))
-            distance = float(((judge(torch.from_numpy(r / 255.0).float()) - original_features) ** 2).sum(1).mean())
+            distance = float(((pooled_features(torch.from_numpy(r / 255.0).float()) - original_features) ** 2)
+                             .sum(1).mean())
             row[f"feature_ratio_sigma{sigma}"] = distance / max(base_distance, 1e-12)
         rows.append(row)
     return rows
