@@ -76,6 +76,9 @@ struct EncodeGuide {
   // RDIC with ROI_MASK: the user's mask over this tile, width x height bytes, non-zero =
   // keep (resampled for overview levels); empty otherwise.
   std::vector<uint8_t> regionOfInterest;
+  // Per band, the nodata value the tile payload moves valid decoded samples off
+  // (codecs/nodata_guard.h); set by encodeTilePayload, none where the band has no nodata.
+  std::vector<std::optional<double>> nodata;
 };
 
 class Codec {

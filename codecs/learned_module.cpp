@@ -106,8 +106,9 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
                                  "closed-loop passes that decode, measure each block and "
                                  "correct its lambda; 0 is the paper's open-loop prediction"),
         textOptionDeclaration("MODEL",
-                              "the calibration, a folder in models/: fixed-quality-rgb8 "
-                              "(default for Byte), fixed-quality-ms16 (UInt16/Int16)")};
+                              "the calibration, a folder in models/: fixed-quality-rgb8-v2 "
+                              "(default for Byte; fixed-quality-rgb8 for the first RGB model), "
+                              "fixed-quality-ms16-v2 (default for UInt16/Int16; fixed-quality-ms16)")};
     CodecDeclaration vq;
     vq.name = "VQ";
     vq.description =
@@ -157,9 +158,9 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "scene condition, so the same scene gives the same file. Equal seeds draw equal noise, "
             "e.g. to compare conditions"),
         textOptionDeclaration("MODEL",
-                              "a folder in models/: diffusion-vq-rgb8-v2 (default; its base is "
-                              "VQ vq-rgb8-v2, so the rate is LEVELS), diffusion-vq-rgb8-v1 (the "
-                              "same base), diffusion-rgb8-v1 (base MULTIRATE multirate-rgb8-v4: "
+                              "a folder in models/: diffusion-vq-rgb8-v3 (default; its base is "
+                              "VQ vq-rgb8-v2, so the rate is LEVELS), diffusion-vq-rgb8-v2 and "
+                              "-v1 (the same base), diffusion-rgb8-v1 (base MULTIRATE multirate-rgb8-v4: "
                               "QUALITY or LAMBDA)")};
     for (const auto& option : sceneConditionOptions()) diffusion.options.push_back(option);
     diffusion.openOptions = {choiceOptionDeclaration(

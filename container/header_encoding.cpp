@@ -27,6 +27,9 @@ const unsigned char kDictionary4[] = {
 const unsigned char kDictionary5[] = {
 #include "header_dictionary_v5.inc"
 };
+const unsigned char kDictionary6[] = {
+#include "header_dictionary_v6.inc"
+};
 
 struct CompressionContextFree {
   void operator()(ZSTD_CCtx* context) const { ZSTD_freeCCtx(context); }
@@ -60,6 +63,8 @@ std::string headerDictionary(HeaderEncoding encoding) {
       return std::string(reinterpret_cast<const char*>(kDictionary4), sizeof(kDictionary4));
     case HeaderEncoding::ZstdDictionary5:
       return std::string(reinterpret_cast<const char*>(kDictionary5), sizeof(kDictionary5));
+    case HeaderEncoding::ZstdDictionary6:
+      return std::string(reinterpret_cast<const char*>(kDictionary6), sizeof(kDictionary6));
   }
   throw Error("unknown header encoding " + std::to_string(int(encoding)), ErrorKind::NotSupported);
 }

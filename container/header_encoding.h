@@ -16,9 +16,11 @@ enum class HeaderEncoding : uint8_t {
   ZstdDictionary3 = 3,  // the same against dictionary 3 (2 plus the VQ codec and its models)
   ZstdDictionary4 = 4,  // the same against dictionary 4 (3 plus the DIFFUSION codec and its models)
   ZstdDictionary5 = 5,  // the same against dictionary 5 (4 plus diffusion-vq-rgb8-v2)
+  ZstdDictionary6 = 6,  // the same against dictionary 6 (5 plus the FIXED_QUALITY calibrations
+                        // of the default models and diffusion-vq-rgb8-v3)
 };
 // What writers write: the newest dictionary.
-constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary5;
+constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary6;
 
 // The bytes of header dictionary `encoding` (container/header_dictionary_v<N>.txt, built
 // into the library); empty for Json. A dictionary's bytes never change once files use it: a new

@@ -8,6 +8,7 @@
 
 #include <zstd.h>
 
+#include "codecs/nodata_guard.h"
 #include "container/byte_order.h"
 
 namespace nsat {
@@ -40,18 +41,6 @@ template <typename T>
 bool isNodata(T sample, double nodata) {
   if (std::isnan(nodata)) return std::isnan(static_cast<double>(sample));
   return static_cast<double>(sample) == nodata;
-}
-
-// The nearest representable value that differs from nodata.
-template <typename T>
-T nextToNodata(double nodata) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (std::isnan(nodata)) return T(0);
-    return std::nextafter(static_cast<T>(nodata), std::numeric_limits<T>::max());
-  } else {
-    const T value = static_cast<T>(nodata);
-    return value < std::numeric_limits<T>::max() ? T(value + 1) : T(value - 1);
-  }
 }
 
 // One bit per sample, set where the sample is nodata (empty if the band has none),
@@ -92,18 +81,9 @@ void fillNodata(T* samples, const std::vector<uint8_t>& bits, size_t count) {
 // move valid samples off the nodata value, then write nodata where the mask says so.
 template <typename T>
 void applyMask(T* samples, const uint8_t* bits, size_t count, double nodata) {
-  const T nodataSample = static_cast<T>(nodata);
-  const T substitute = nextToNodata<T>(nodata);
-  if (std::isnan(nodata)) {
-    for (size_t i = 0; i < count; ++i) {
-      if (std::isnan(static_cast<double>(samples[i]))) samples[i] = substitute;
-    }
-  } else {
-    for (size_t i = 0; i < count; ++i) {
-      samples[i] = samples[i] == nodataSample ? substitute : samples[i];
-    }
-  }
+  moveOffNodata(samples, count, nodata);
   if (!bits) return;
+  const T nodataSample = static_cast<T>(nodata);
   for (size_t byte = 0; byte < (count + 7) / 8; ++byte) {
     for (uint8_t pending = bits[byte]; pending; pending &= uint8_t(pending - 1)) {
       const size_t i = byte * 8 + size_t(__builtin_ctz(pending));
@@ -170,10 +150,12 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
   });
   if (everySampleNodata) return {kFlagEmpty};
 
+  EncodeGuide withNodata = guide;
+  withNodata.nodata = nodata;
   const bool needsMask = anyNodataBand && !codec.isLossless();
   std::vector<uint8_t> out{needsMask ? kFlagMask : uint8_t(0)};
   if (!needsMask) {
-    const auto payload = codec.encode(shape, pixels, guide);
+    const auto payload = codec.encode(shape, pixels, withNodata);
     out.insert(out.end(), payload.begin(), payload.end());
     return out;
   }
@@ -202,7 +184,7 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
       if (!bitmaps[band].empty()) fillNodata(samples + band * count, bitmaps[band], count);
     }
   });
-  const auto payload = codec.encode(shape, filled.data(), guide);
+  const auto payload = codec.encode(shape, filled.data(), withNodata);
   out.insert(out.end(), payload.begin(), payload.end());
   return out;
 }

@@ -172,9 +172,18 @@ def record_failure(dataset, what, message):
 # ---------------------------------------------------------------------------------------------
 # Models.
 
-def model_range(model):
+# FIXED_QUALITY's default calibration per sample type (codecs/learned/fixed_quality_codec.cpp);
+# the uniform-lambda MULTIRATE encodings use the model that calibration is for.
+CALIBRATIONS = {"Byte": "fixed-quality-rgb8-v2", "UInt16": "fixed-quality-ms16-v2"}
+
+
+def read_card(model):
     with open(os.path.join(REPO, "models", model, "card.json")) as f:
-        card = json.load(f)
+        return json.load(f)
+
+
+def model_range(model):
+    card = read_card(model)
     return float(card["lambda_min"]), float(card["lambda_max"])
 
 
@@ -455,10 +464,12 @@ def run_dataset(key, results):
 
 def run_images(key, images, description, results, t_start):
     dtype = images[0]["dtype"]
-    model = "multirate-rgb8" if dtype == "Byte" else "multirate-ms16"
+    calibration = CALIBRATIONS["Byte" if dtype == "Byte" else "UInt16"]
+    model = read_card(calibration)["base_model"]
     lmin, lmax = model_range(model)
     lambdas = lambda_grid(lmin, lmax, QUICK_LAMBDAS if ARGS.quick else ARGS.lambdas)
     info = dict(description=description, images=len(images), dtype=dtype, model=model,
+                calibration=calibration,
                 lambda_min=lmin, lambda_max=lmax, lambdas=lambdas, peak=images[0]["peak"],
                 groups=images[0]["groups"], pixels=int(sum(i["width"] * i["height"] for i in images)))
     results["datasets"][key] = info
@@ -469,7 +480,7 @@ def run_images(key, images, description, results, t_start):
     # uniform-lambda encodings at the ends of the range run (PSNR span and would-be target).
     fq_error = None
     try:
-        encode(images[0], ["CODEC=FIXED_QUALITY", "TARGET_PSNR=40", "QUALITY_BLOCK=16", "REFINE=0"], dst)
+        encode(images[0], ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", "TARGET_PSNR=40", "QUALITY_BLOCK=16", "REFINE=0"], dst)
     except RuntimeError as error:
         fq_error = str(error).strip()
         record_failure(key, "FIXED_QUALITY probe", fq_error)
@@ -486,7 +497,8 @@ def run_images(key, images, description, results, t_start):
                      blocks={qb: [] for qb in QUALITY_BLOCKS}, failed=0)
         for image in images:
             try:
-                entry["enc_s"] += encode(image, ["CODEC=MULTIRATE", f"LAMBDA={lam!r}"], dst)
+                entry["enc_s"] += encode(image, ["CODEC=MULTIRATE", f"MODEL={model}", f"LAMBDA={lam!r}",
+                                              "SPECTRAL_TRANSFORM=NONE"], dst)
                 decoded, payload, file_bpp = decode(dst, image)
             except RuntimeError as error:
                 record_failure(key, f"MULTIRATE LAMBDA={lam:.5g} {image['name']}", str(error).strip())
@@ -577,7 +589,7 @@ def run_images(key, images, description, results, t_start):
     for qb, refine in plan:
         setting = dict(quality_block=qb, refine=refine, cell=cells[qb],
                        extra=refine not in REFINES)
-        options = ["CODEC=FIXED_QUALITY", f"TARGET_PSNR={target}", f"QUALITY_BLOCK={qb}",
+        options = ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", f"TARGET_PSNR={target}", f"QUALITY_BLOCK={qb}",
                    f"REFINE={refine}"]
         measured, stored, partial = [], [], []
         payloads, files, enc_s, sse_total, count_total, image_psnr = [], [], 0.0, 0.0, 0, []
@@ -683,7 +695,7 @@ def run_images(key, images, description, results, t_start):
         payloads = []
         try:
             for image in images:
-                encode(image, ["CODEC=FIXED_QUALITY", f"TARGET_PSNR={target_psnr}",
+                encode(image, ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", f"TARGET_PSNR={target_psnr}",
                                "QUALITY_BLOCK=16", "REFINE=0"], dst)
                 payloads.append(decode(dst, image)[1])
                 unlink(dst)
@@ -822,7 +834,9 @@ def write_report(results, out, plots):
     add("- Each image is written with `gdal.Translate(..., format='NSAT')` to /vsimem/, options "
         f"`OVERVIEWS=NONE BLOCKSIZE={blocksize} NUM_THREADS={threads}` plus "
         "`CODEC=FIXED_QUALITY TARGET_PSNR=t QUALITY_BLOCK=q REFINE=r` or "
-        "`CODEC=MULTIRATE LAMBDA=l`, reopened and decoded with `ReadAsArray`.")
+        "`CODEC=MULTIRATE MODEL=m LAMBDA=l SPECTRAL_TRANSFORM=NONE` (band groups coded one by one, "
+        "as FIXED_QUALITY codes them; m is the model the calibration is for), reopened and decoded "
+        "with `ReadAsArray`.")
     add("- Block PSNR is measured by this script from the decoded pixels: MSE over the bands of "
         "the block's band group (Byte: bands 1-3 together, others alone; 16-bit: each band "
         "alone), nodata samples left out, peak 255 (Byte) or 65535 (16-bit); MSE 0 is counted "
@@ -866,7 +880,7 @@ def write_report(results, out, plots):
     add("")
     add("## Datasets and targets")
     add("")
-    add("| dataset | description | model | lambda range | target dB | median 16 px PSNR at lambda_min / lambda_max | median span (p10-p90) dB |")
+    add("| dataset | description | calibration on model | lambda range | target dB | median 16 px PSNR at lambda_min / lambda_max | median span (p10-p90) dB |")
     add("|---|---|---|---|---|---|---|")
     for key in DATASET_KEYS:
         info = results["datasets"].get(key)
@@ -877,7 +891,7 @@ def write_report(results, out, plots):
                 f"skipped: {info.get('skipped', '')} | | |")
             continue
         span = info["psnr16_span_p10_p90"]
-        add(f"| {key} | {info['description']} | {info['model']} | "
+        add(f"| {key} | {info['description']} | {info['calibration']} on {info['model']} | "
             f"{info['lambda_min']:g} - {info['lambda_max']:g} | {info['target']:.1f}"
             f"{' (set)' if info['target_overridden'] else ''}"
             f"{'' if 'settings' in info else ' (FIXED_QUALITY not run)'} | "

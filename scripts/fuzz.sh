@@ -78,8 +78,8 @@ if [[ -f build/gdal_NSAT.so && -f build/nsat_learned.so ]]; then
       || echo "fuzz.sh: no seed $name (build/ cannot write it)" >&2
   }
   mr=(-co CODEC=MULTIRATE)
-  fq8=(-co CODEC=FIXED_QUALITY -co TARGET_PSNR=29.5)
-  fq16=(-co CODEC=FIXED_QUALITY -co TARGET_PSNR=50)
+  fq8=(-co CODEC=FIXED_QUALITY -co TARGET_PSNR=29.5 -co MODEL=fixed-quality-rgb8)
+  fq16=(-co CODEC=FIXED_QUALITY -co TARGET_PSNR=50 -co MODEL=fixed-quality-ms16)
   learned_seed mr_rgb landsat7_rgb_byte.tif -srcwin 150 0 96 80 "${mr[@]}" -co BLOCKSIZE=32
   learned_seed mr_naip16 naip_4band_byte.tif -srcwin 0 0 80 72 "${mr[@]}" -co BLOCKSIZE=16 \
     -co QUALITY=100

@@ -37,7 +37,16 @@ GOLDEN = {
                                         "OVERVIEWS=NONE"]),
     "naip_fixed_quality.nsat": ("naip_4band_byte.tif", [300, 200, 256, 192],
                                 ["CODEC=FIXED_QUALITY", "TARGET_PSNR=29.5", "QUALITY_BLOCK=32",
-                                 "BLOCKSIZE=128", "OVERVIEWS=NONE"]),
+                                 "BLOCKSIZE=128", "OVERVIEWS=NONE", "MODEL=fixed-quality-rgb8"]),
+    # FIXED_QUALITY payload version 2 (log-spaced lambda levels) on the default models.
+    "naip_fixed_quality_rgb8_v2.nsat": ("naip_4band_byte.tif", [300, 200, 256, 192],
+                                        ["CODEC=FIXED_QUALITY", "TARGET_PSNR=32.3",
+                                         "QUALITY_BLOCK=32", "BLOCKSIZE=128", "OVERVIEWS=NONE",
+                                         "MODEL=fixed-quality-rgb8-v2"]),
+    "landsat8_fixed_quality_ms16_v2.nsat": ("landsat8_b4_uint16.tif", [600, 600, 256, 256],
+                                            ["CODEC=FIXED_QUALITY", "TARGET_PSNR=38",
+                                             "QUALITY_BLOCK=16", "REFINE=1", "OVERVIEWS=NONE",
+                                             "MODEL=fixed-quality-ms16-v2"]),
     "eurosat_river_rdic.nsat": ("eurosat_rgb_river.jpg", None, ["CODEC=RDIC", "BLOCKSIZE=64"]),
     # Float32 backscatter in dB (the SAR model, NaN nodata) and a 13-band stack through
     # the spectral transform (payload version 2).
@@ -77,6 +86,9 @@ GOLDEN = {
     "eurosat_river_diffusion_vq_rgb8_v2.nsat": ("eurosat_rgb_river.jpg", None,
                                                 ["CODEC=DIFFUSION", "LEVELS=1", "GSD=10",
                                                  "BLOCKSIZE=48", "MODEL=diffusion-vq-rgb8-v2"]),
+    "landsat7_diffusion_vq_rgb8_v3.nsat": ("landsat7_rgb_byte.tif", [350, 100, 200, 150],
+                                           ["CODEC=DIFFUSION", "LEVELS=2", "BLOCKSIZE=64",
+                                            "OVERVIEWS=NONE", "MODEL=diffusion-vq-rgb8-v3"]),
     "eurosat_forest_diffusion_rgb8_v1.nsat": ("eurosat_rgb_forest.jpg", None,
                                               ["CODEC=DIFFUSION", "MODEL=diffusion-rgb8-v1",
                                                "QUALITY=60", "GSD=10", "BLOCKSIZE=32"]),

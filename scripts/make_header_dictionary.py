@@ -2,7 +2,7 @@
 """Writes a header dictionary (container/header_dictionary_v<N>.txt), the zstd dictionary that
 format-1.1 headers are compressed against (container/FORMAT.md, "Header encodings").
 
-Each was made once with the plugin of its day (1 to 4 on 2026-12-01, 5 on 2026-12-02); the output is part of
+Each was made once with the plugin of its day (1 to 4 on 2026-12-01, 5 and 6 on 2026-12-02); the output is part of
 the file format: never rerun it over a committed file (every file that uses it would stop
 opening). A later dictionary (new models, new codecs) is a new file and a new header
 encoding number: `--extend` the newest one, which appends the models it does not name yet
@@ -105,6 +105,14 @@ EXTENSION_SAMPLES = {2: [
     ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v2", "LEVELS=3"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v2", "GSD=10"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v2"]),
+], 6: [  # FIXED_QUALITY on the default models (payload version 2), diffusion-vq-rgb8-v3
+    ("naip_4band_byte.tif", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=33"]),
+    ("landsat8_b4_uint16.tif", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=38", "QUALITY_BLOCK=16"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34"]),
+    ("landsat7_rgb_byte.tif", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v3"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v3", "LEVELS=3"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v3", "GSD=10"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v3"]),
 ]}
 
 

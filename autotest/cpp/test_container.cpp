@@ -207,6 +207,10 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
   EXPECT_EQ(fifth.size(), 55518u);
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(fifth.data()), fifth.size()), 0x57CA438Bu);
   EXPECT_EQ(fifth.substr(0, fourth.size()), fourth);  // 5 extends 4
+  const std::string sixth = headerDictionary(HeaderEncoding::ZstdDictionary6);
+  EXPECT_EQ(sixth.size(), 64176u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(sixth.data()), sixth.size()), 0x42989FF9u);
+  EXPECT_EQ(sixth.substr(0, fifth.size()), fifth);  // 6 extends 5
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
@@ -258,7 +262,7 @@ TEST(HeaderEncoding, ReserveTakesALaterLongerHeader) {
   for (HeaderEncoding encoding :
        {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1, HeaderEncoding::ZstdDictionary2,
         HeaderEncoding::ZstdDictionary3, HeaderEncoding::ZstdDictionary4,
-        HeaderEncoding::ZstdDictionary5}) {
+        HeaderEncoding::ZstdDictionary5, HeaderEncoding::ZstdDictionary6}) {
     const std::string path = "/vsimem/container_reserve.nsat";
     ContainerWriter writer(path, sampleHeader(), 64, encoding);
     writer.writeTile(0, 0, 0, bigTile);

@@ -237,6 +237,38 @@ std::vector<double> samplesOf(const test::Scene& scene) {
   return std::vector<double>(values, values + scene.pixels.size() / 2);
 }
 
+// FIXED_QUALITY writes payload version 2 (log-spaced lambda levels) with the default
+// calibration; a file's parameters decide how a tile is read: a version-2 tile under
+// version-1 parameters, or a version no reader knows, is refused, never misdecoded.
+TEST(FixedQuality, WritesPayloadVersionTwoAndRefusesAMismatch) {
+  const auto scene = readScene("naip_4band_byte.tif", DataType::Byte, GDT_Byte, 300, 200, 64,
+                               64);
+  const CodecDescriptor* descriptor = findCodec("FIXED_QUALITY");
+  ASSERT_NE(descriptor, nullptr);
+  const auto parameters = descriptor->parametersFromOptions(
+      {{"TARGET_PSNR", "32"}, {"QUALITY_BLOCK", "16"}, {"REFINE", "1"}}, DataType::Byte, 4);
+  EXPECT_EQ(parameters.at("model"), "fixed-quality-rgb8-v2");
+  EXPECT_EQ(parameters.at("base_model"), "multirate-rgb8-v4");
+  EXPECT_EQ(parameters.at("payload_version"), 2);
+  const auto codec = descriptor->create(parameters);
+  const auto bytes = codec->encode(scene.shape, scene.pixels.data());
+  ASSERT_FALSE(bytes.empty());
+  EXPECT_EQ(bytes[0], 2);
+  EXPECT_EQ(decodeAll(*codec, scene.shape, bytes), decodeAll(*descriptor->create(parameters),
+                                                              scene.shape, bytes));
+
+  auto linear = parameters;
+  linear["payload_version"] = 1;
+  std::vector<uint8_t> out(scene.shape.byteCount());
+  const std::string mismatch = errorOf(
+      [&] { descriptor->create(linear)->decode(scene.shape, bytes.data(), bytes.size(), out.data()); });
+  EXPECT_NE(mismatch.find("unknown payload version"), std::string::npos) << mismatch;
+  auto future = parameters;
+  future["payload_version"] = 3;
+  const std::string newer = errorOf([&] { descriptor->create(future); });
+  EXPECT_NE(newer.find("newer than this NSAT"), std::string::npos) << newer;
+}
+
 // A 13-band EuroSAT MS image, its KLT and its components.
 struct StackKlt {
   explicit StackKlt(const std::string& name)

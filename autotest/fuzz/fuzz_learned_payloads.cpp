@@ -17,9 +17,10 @@
 //                 multirate-sar-db with the spectral transform; for variants 1-3 bit 0
 //                 chooses the type: clear Float32, set UInt16 (Int16 with bit 4);
 //       bit 4: Int16 instead of UInt16 (models of 16-bit and Float32 data);
-//       bit 5: MULTIRATE multirate-ms16-v2 (the default for UInt16/Int16) wherever
-//              multirate-ms16 would be chosen; FIXED_QUALITY decodes with multirate-ms16
-//              (its calibration's base model) either way. Other bits are ignored.
+//       bit 5: MULTIRATE multirate-ms16-v2 wherever multirate-ms16 would be chosen;
+//              FIXED_QUALITY payload version 1 (linear lambda levels) instead of 2 (FIXED_QUALITY
+//              always decodes with the base model of its calibration fixed-quality-rgb8 or
+//              fixed-quality-ms16). Other bits are ignored.
 //   [1] width - 1, [2] height - 1 (1 .. 256 px: real edge tiles are any size; the
 //       mutator makes tiles of at most 64 px), [3] bands - 1 (mod 4), or with the
 //       spectral transform bands - 2 (mod 16: 2 .. 17 bands).
@@ -80,9 +81,12 @@ namespace {
 
 constexpr size_t kSelectorSize = 4;
 constexpr int kMutatedMaxSide = 64;
-// Payload versions (multirate_codec.cpp): band groups, and MULTIRATE's spectral transform.
+// Payload versions (multirate_codec.cpp): band groups, and MULTIRATE's spectral transform;
+// FIXED_QUALITY's (fixed_quality_codec.cpp): linear, then log-spaced lambda levels.
 constexpr uint8_t kBandPayloadVersion = 1;
 constexpr uint8_t kSpectralPayloadVersion = 2;
+constexpr uint8_t kLinearLevelsPayloadVersion = 1;
+constexpr uint8_t kLogLevelsPayloadVersion = 2;
 constexpr int kSpectralBandChoices = 16;  // selector [3]: 2 .. 17 bands
 constexpr int kQualityBlocks[4] = {16, 32, 64, 0};
 // FIXED_QUALITY decodes the PSNR map relative to the target PSNR of the file: the
@@ -100,6 +104,9 @@ constexpr const char* kSixteenBitTargetPsnr = "50";
 enum ModelIndex { kRgb8, kMs16, kSarDb, kMs16V2, kModelCount };
 constexpr const char* kModelIds[kModelCount] = {"multirate-rgb8", "multirate-ms16",
                                                 "multirate-sar-db", "multirate-ms16-v2"};
+// The FIXED_QUALITY calibrations of the first two (none for the others).
+constexpr const char* kCalibrationIds[kModelCount] = {"fixed-quality-rgb8", "fixed-quality-ms16",
+                                                      nullptr, nullptr};
 
 // One MULTIRATE model and the codecs that decode with it.
 struct ModelCodecs {
@@ -107,7 +114,8 @@ struct ModelCodecs {
   std::unique_ptr<MultirateEngine> engine;
   std::unique_ptr<Codec> multirate;
   std::unique_ptr<Codec> spectral;         // spectral_transform KLT: all but multirate-rgb8
-  std::unique_ptr<Codec> fixedQuality[4];  // by quality-block selector: multirate-rgb8, -ms16
+  // By [linear levels][quality-block selector]: multirate-rgb8 and -ms16 only.
+  std::unique_ptr<Codec> fixedQuality[2][4];
 };
 ModelCodecs* gModels[kModelCount];  // built once, never freed
 bool gVerbose = false;               // NSAT_FUZZ_VERBOSE
@@ -116,17 +124,21 @@ bool gVerbose = false;               // NSAT_FUZZ_VERBOSE
 struct Selection {
   int model = kRgb8;  // index into gModels
   bool fixedQuality = false;
-  bool spectral = false;  // MULTIRATE payload version 2
+  bool linearLevels = false;  // FIXED_QUALITY payload version 1
+  bool spectral = false;      // MULTIRATE payload version 2
   int qualityBlock = 0;   // index into kQualityBlocks
   TileShape shape;
 
   const ModelCodecs& codecs() const { return *gModels[model]; }
   const Codec& codec() const {
-    if (fixedQuality) return *codecs().fixedQuality[qualityBlock];
+    if (fixedQuality) return *codecs().fixedQuality[linearLevels][qualityBlock];
     return spectral ? *codecs().spectral : *codecs().multirate;
   }
   bool mapsSamples() const { return model != kRgb8; }  // a sample mapping per group
-  uint8_t version() const { return spectral ? kSpectralPayloadVersion : kBandPayloadVersion; }
+  uint8_t version() const {
+    if (fixedQuality) return linearLevels ? kLinearLevelsPayloadVersion : kLogLevelsPayloadVersion;
+    return spectral ? kSpectralPayloadVersion : kBandPayloadVersion;
+  }
 };
 
 Selection selectionOf(const uint8_t* selector) {
@@ -144,6 +156,7 @@ Selection selectionOf(const uint8_t* selector) {
     s.shape.type = (selector[0] & 1) ? sixteenBit : DataType::Float32;
   }
   if (s.model == kMs16 && !s.fixedQuality && (selector[0] & 32)) s.model = kMs16V2;
+  s.linearLevels = s.fixedQuality && (selector[0] & 32);
   s.shape.width = selector[1] + 1;
   s.shape.height = selector[2] + 1;
   s.shape.bands = s.spectral ? selector[3] % kSpectralBandChoices + 2 : selector[3] % 4 + 1;
@@ -711,8 +724,11 @@ void decodeEntropy(const Selection& s, const uint8_t* data, size_t size) {
         for (int x = 0; x < g.latentWidth; ++x) {
           const int level = levels[size_t(y / g.latentsPerBlock) * g.blocksAcross +
                                    x / g.latentsPerBlock];
+          const double share = double(level) / (kLevels - 1);
           lambdas[size_t(y) * g.latentWidth + x] =
-              float((model.lambdaMax - model.lambdaMin) * level / (kLevels - 1) + model.lambdaMin);
+              s.linearLevels
+                  ? float((model.lambdaMax - model.lambdaMin) * share + model.lambdaMin)
+                  : float(model.lambdaMin * std::pow(model.lambdaMax / model.lambdaMin, share));
         }
       }
     }
@@ -828,10 +844,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       }
       for (int b = 0; b < 4 && kinds[m].targetPsnr; ++b) {
         const int block = kQualityBlocks[b];
-        codecs->fixedQuality[b] = fixedQuality.create(fixedQuality.parametersFromOptions(
-            {{"TARGET_PSNR", kinds[m].targetPsnr},
+        auto parameters = fixedQuality.parametersFromOptions(
+            {{"MODEL", kCalibrationIds[m]},
+             {"TARGET_PSNR", kinds[m].targetPsnr},
              {"QUALITY_BLOCK", block ? std::to_string(block) : std::string("GLOBAL")}},
-            kinds[m].type, kinds[m].bands));
+            kinds[m].type, kinds[m].bands);
+        codecs->fixedQuality[0][b] = fixedQuality.create(parameters);
+        parameters["payload_version"] = kLinearLevelsPayloadVersion;  // files written before 2
+        codecs->fixedQuality[1][b] = fixedQuality.create(parameters);
       }
       gModels[m] = codecs;
     }

@@ -4,7 +4,7 @@
 //
 // Input: 4 selector bytes, then a VQ payload as a tile stores it (framing stripped):
 //   byte 0  the model (modulo kModels): 0 vq-rgb8-v1, 1 vq-rgbn8-v1, 2 vq-rgbn16-v1,
-//           3 vq-rgb8-v2, 4 and 5 DIFFUSION diffusion-vq-rgb8-v1 and -v2 (base vq-rgb8-v2,
+//           3 vq-rgb8-v2, 4 to 6 DIFFUSION diffusion-vq-rgb8-v1, -v2, -v3 (base vq-rgb8-v2,
 //           NOISE 0.02, a real scene condition, the tile's place from its sizes)
 //   byte 1  levels - 1 (modulo the model's levels)
 //   byte 2  tile width - 1, byte 3 tile height - 1 (1 .. 256 px)
@@ -28,10 +28,11 @@
 namespace nsat {
 namespace {
 
-constexpr int kModels = 6;
+constexpr int kModels = 7;
 constexpr const char* kModelIds[kModels] = {"vq-rgb8-v1",           "vq-rgbn8-v1",
                                             "vq-rgbn16-v1",         "vq-rgb8-v2",
-                                            "diffusion-vq-rgb8-v1", "diffusion-vq-rgb8-v2"};
+                                            "diffusion-vq-rgb8-v1", "diffusion-vq-rgb8-v2",
+                                            "diffusion-vq-rgb8-v3"};
 constexpr int kFirstDiffusionModel = 4;
 constexpr int kDiffusionBase = 3;  // vq-rgb8-v2, the VQ-based refiners' base
 constexpr size_t kSelectorSize = 4;

@@ -31,6 +31,7 @@ from nsat_layout import NsatLayout  # noqa: E402
 
 FQ_MODELS = {"multirate-rgb8": 0, "multirate-ms16": 1}  # bit 0 of the selector
 MS16_V2 = 32  # bit 5: multirate-ms16-v2 where the selector names multirate-ms16 (MULTIRATE)
+FQ_LINEAR_LEVELS = 32  # bit 5 of a FIXED_QUALITY selector: payload version 1
 MODELS = dict(FQ_MODELS, **{"multirate-ms16-v2": 1 | MS16_V2})
 QUALITY_BLOCKS = {16: 0, 32: 1, 64: 2, 0: 3}
 # MULTIRATE's variants (selector bits 2-3) other than 0 (bit 0 the model): by model and
@@ -61,6 +62,8 @@ def selection(codec, header):
         if parameters["base_model"] not in FQ_MODELS:
             return f"FIXED_QUALITY on {parameters['base_model']} is not fuzzed"
         value = FQ_MODELS[parameters["base_model"]] | 2 | QUALITY_BLOCKS[parameters["quality_block"]] << 2
+        if parameters["payload_version"] == 1:
+            value |= FQ_LINEAR_LEVELS
     if data_type == "Int16":
         value |= 16
     if spectral:
@@ -84,7 +87,8 @@ def codec_bytes(payload):
 
 
 VQ_MODELS = {"vq-rgb8-v1": (0, 3), "vq-rgbn8-v1": (1, 4), "vq-rgbn16-v1": (2, 4),
-             "vq-rgb8-v2": (3, 3), "diffusion-vq-rgb8-v1": (4, 3), "diffusion-vq-rgb8-v2": (5, 3)}
+             "vq-rgb8-v2": (3, 3), "diffusion-vq-rgb8-v1": (4, 3), "diffusion-vq-rgb8-v2": (5, 3),
+             "diffusion-vq-rgb8-v3": (6, 3)}
 
 
 def vq_selection(codec, header):

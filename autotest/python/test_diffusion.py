@@ -18,7 +18,7 @@ from test_vq import psnr
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
 from image_metrics import high_frequency_energy  # noqa: E402
 
-DEFAULT_MODEL, DEFAULT_BASE = "diffusion-vq-rgb8-v2", "vq-rgb8-v2"
+DEFAULT_MODEL, DEFAULT_BASE = "diffusion-vq-rgb8-v3", "vq-rgb8-v2"
 MULTIRATE_MODEL, MULTIRATE_BASE = "diffusion-rgb8-v1", "multirate-rgb8-v4"
 NAIP_RGB_WINDOW = [600, 200, 300, 260]  # 3 x 3 tiles of 128 px, the last ones partial
 
@@ -96,17 +96,18 @@ def test_refinement_no_is_the_base_codecs_decode(naip, tmp_path):
                          ids=["landsat7", "naip"])
 @pytest.mark.parametrize("levels", [1, 2])
 def test_default_refiner_restores_detail_at_almost_no_psnr_cost(tmp_path, source, window, levels):
-    """diffusion-vq-rgb8-v2's purpose (fixed weights, fixed data: exact thresholds). Measured:
-    Landsat 7 +0.16 / +0.23 dB and detail 0.16 -> 0.32 / 0.36 -> 0.55 of the original's; NAIP
-    -0.15 / -0.10 dB and 0.48 -> 0.60 / 0.67 -> 0.75."""
+    """The default refiner's purpose (diffusion-vq-rgb8-v3, NOISE 0.03; fixed weights, fixed
+    data: exact thresholds, the PSNR one inside issue 16's 0.5 dB). Measured: Landsat 7
+    +0.27 / +0.37 dB and detail 0.16 -> 0.39 / 0.36 -> 0.57 of the original's; NAIP
+    -0.25 / -0.13 dB and 0.48 -> 0.73 / 0.67 -> 0.83 (v2: -0.15 / -0.10 dB, 0.60 / 0.75)."""
     target = diffusion(data(source), tmp_path / "scene.nsat", f"LEVELS={levels}", window=window,
                        bands=[1, 2, 3])
     original = gdal.Open(data(source)).ReadAsArray(*window)[:3].astype(np.float64)
     refined = read_all(gdal.Open(target)).astype(np.float64)
     base = read_all(gdal.OpenEx(target, open_options=["REFINEMENT=NO"])).astype(np.float64)
-    assert psnr(original, refined, 255.0) > psnr(original, base, 255.0) - 0.25
+    assert psnr(original, refined, 255.0) > psnr(original, base, 255.0) - 0.4
     detail = [high_frequency_energy(image) / high_frequency_energy(original) for image in (base, refined)]
-    assert detail[0] + 0.05 < detail[1] < 1.15
+    assert detail[0] + 0.1 < detail[1] < 1.15
 
 
 def test_same_pixels_on_every_decode_and_in_overviews(naip):

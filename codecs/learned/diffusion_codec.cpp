@@ -13,7 +13,7 @@ namespace nsat {
 namespace {
 
 constexpr int kPayloadVersion = 1;  // the payload is the base codec's, unchanged
-constexpr const char* kDefaultModel = "diffusion-vq-rgb8-v2";
+constexpr const char* kDefaultModel = "diffusion-vq-rgb8-v3";
 
 std::string rejectReason(DataType type, int bands) {
   if (type != DataType::Byte || bands != 3) {

@@ -9,14 +9,23 @@
 #include "codecs/entropy/rans_coder.h"
 #include "codecs/learned/multirate_engine.h"
 #include "codecs/learned_module.h"
+#include "codecs/nodata_guard.h"
 
 namespace nsat {
 
 namespace {
 
-constexpr const char* kRgbCalibration = "fixed-quality-rgb8";
-constexpr const char* kSingleBandCalibration = "fixed-quality-ms16";
-constexpr uint8_t kPayloadVersion = 1;
+// The calibrations of the default MULTIRATE models (multirate-rgb8-v4, multirate-ms16-v3).
+// fixed-quality-rgb8 and fixed-quality-ms16 (of the first models) stay selectable; a file
+// decodes with the MULTIRATE model it names, so no calibration is needed to read it.
+constexpr const char* kRgbCalibration = "fixed-quality-rgb8-v2";
+constexpr const char* kSingleBandCalibration = "fixed-quality-ms16-v2";
+// Version 1 spaces the 256 lambda levels linearly, as the paper stores them; over the
+// default models' 1000x lambda ranges that leaves the low rates a handful of levels (level 1
+// is already 5x lambda_min), so version 2, which every encoder writes, spaces them
+// logarithmically. Both decode.
+constexpr uint8_t kLinearLevelsPayloadVersion = 1;
+constexpr uint8_t kPayloadVersion = 2;
 constexpr int kLevels = 256;          // the 8-bit lambda map
 constexpr double kPsnrStep = 0.1;     // the stored achieved-PSNR map's unit, dB
 constexpr double kMaxStoredPsnr = 150;  // lossless blocks (MSE 0) are stored as this
@@ -135,6 +144,7 @@ class FixedQualityCodec final : public Codec {
     targetMse_ = parameters_.at("target_mse").get<double>();
     peak_ = parameters_.at("psnr_peak").get<double>();
     targetPsnr_ = psnrFromMse(targetMse_, peak_);
+    payloadVersion_ = uint8_t(parameters_.at("payload_version").get<int>());
     for (int q = 0; q < kLevels; ++q) levelLambdas_.push_back(lambdaOfLevel(q));
   }
 
@@ -147,12 +157,12 @@ class FixedQualityCodec final : public Codec {
   // models], u8 table of the lambda-map residuals, u8 table of the PSNR-map residuals,
   // u32 stream length, and one rANS stream: lambda map, achieved-PSNR map, z, y.
   std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
-                              const EncodeGuide&) const override {
+                              const EncodeGuide& guide) const override {
     if (alpha_ <= 0) throw Error("FIXED_QUALITY: this codec instance only decodes");
     buildEncoderTables();
     engine_.checkShape(shape);
     const BlockGrid grid(shape, blockPixels_);
-    std::vector<uint8_t> payload{kPayloadVersion};
+    std::vector<uint8_t> payload{payloadVersion_};
     std::vector<uint8_t> decoded(shape.byteCount());
     for (const BandGroup& group : engine_.groups(shape)) {
       const SampleMapping mapping = engine_.mappingFor(shape, pixels, group);
@@ -177,6 +187,8 @@ class FixedQualityCodec final : public Codec {
         engine_.reconstruct(shape, group, mapping,
                             engine_.demodulate(ySymbols, positionLambdas(levels, grid)),
                             grid.latentHeight, grid.latentWidth, decoded.data(), Parallelism());
+        // The PSNR map records what a reader gets, after the tile's nodata guard.
+        moveGroupOffNodata(shape, group, guide, decoded.data());
         achieved = blockMse(shape, group, grid, pixels, decoded.data());
         if (pass == refinePasses_) break;
         // Closed loop: each block's own alpha from what it achieved, then re-solve.
@@ -255,10 +267,15 @@ class FixedQualityCodec final : public Codec {
     });
   }
 
+  // Version 2: lambda = lambda_min * (lambda_max / lambda_min)^(Q / 255); version 1:
   // lambda = (lambda_max - lambda_min) * Q / 255 + lambda_min, as the paper stores it.
   float lambdaOfLevel(int level) const {
     const MultirateModel& model = engine_.model();
-    return float((model.lambdaMax - model.lambdaMin) * level / (kLevels - 1) + model.lambdaMin);
+    const double share = double(level) / (kLevels - 1);
+    if (payloadVersion_ == kLinearLevelsPayloadVersion) {
+      return float((model.lambdaMax - model.lambdaMin) * share + model.lambdaMin);
+    }
+    return float(model.lambdaMin * std::pow(model.lambdaMax / model.lambdaMin, share));
   }
 
   // The smallest level (fewest bits) whose predicted error meets the target; the top
@@ -323,6 +340,16 @@ class FixedQualityCodec final : public Codec {
     for (size_t i = 0; i < latent.size(); ++i) latent[i] = latent[i] * gain[i / plane];
   }
 
+  static void moveGroupOffNodata(const TileShape& shape, const BandGroup& group,
+                                 const EncodeGuide& guide, uint8_t* decoded) {
+    for (int band = group.firstBand; band < group.firstBand + group.bandCount; ++band) {
+      if (size_t(band) < guide.nodata.size() && guide.nodata[band]) {
+        moveOffNodata(shape.type, decoded + size_t(band) * shape.bytesPerBand(),
+                      shape.pixelsPerBand(), *guide.nodata[band]);
+      }
+    }
+  }
+
   // Mean squared error of every block over the group's bands, in sample units.
   static std::vector<double> blockMse(const TileShape& shape, const BandGroup& group,
                                       const BlockGrid& grid, const void* original,
@@ -375,7 +402,7 @@ class FixedQualityCodec final : public Codec {
   // band group with the decoder positioned after the side information.
   template <typename Visit>
   void forEachGroup(const TileShape& shape, const uint8_t* data, size_t size, Visit visit) const {
-    if (size < 1 || data[0] != kPayloadVersion) {
+    if (size < 1 || data[0] != payloadVersion_) {
       throw Error("FIXED_QUALITY tile has an unknown payload version");
     }
     const BlockGrid grid(shape, blockPixels_);
@@ -422,6 +449,7 @@ class FixedQualityCodec final : public Codec {
   nlohmann::json parameters_;
   double alpha_;  // 0: decoder only
   int blockPixels_ = 0, refinePasses_ = 0;
+  uint8_t payloadVersion_ = kPayloadVersion;
   double targetMse_ = 0, targetPsnr_ = 0, peak_ = 255;
   std::vector<float> levelLambdas_;
   mutable std::once_flag encoderTablesBuilt_;
@@ -475,7 +503,10 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
 
 std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
   try {
-    const auto model = modelOfFile(parameters, "base_model", kPayloadVersion);
+    const bool linearLevels =
+        parameters.value("payload_version", 0) == kLinearLevelsPayloadVersion;
+    const auto model = modelOfFile(parameters, "base_model",
+                                   linearLevels ? kLinearLevelsPayloadVersion : kPayloadVersion);
     const int block = parameters.at("quality_block").get<int>();
     if (block != 0 && block != 16 && block != 32 && block != 64) {
       throw Error("quality_block " + std::to_string(block) + " is invalid");

@@ -11,12 +11,12 @@ training images, every 16x16 block's MSE0 (at lambda_max, no rounding) and its M
 grid of lambdas (rounded latent), fits alpha by least squares on
 log((MSE - MSE0) * (2 Mbar)^2 / MSE0), fits a and b on the gain network's outputs, and
 reports how well the open-loop prediction lands. The codec uses alpha and the exact
-Mbar of each of the 256 stored lambda levels (the linear a, b are recorded as the
-paper's form).
+Mbar of each of the 256 stored lambda levels (the linear a, b, fitted over those levels,
+are recorded as the paper's form).
 
 Usage:
-    /usr/bin/python3 scripts/learned/fit_fixed_quality.py --model models/multirate-rgb8 \
-        --out models/fixed-quality-rgb8
+    /usr/bin/python3 scripts/learned/fit_fixed_quality.py --model models/multirate-rgb8-v4 \
+        --out models/fixed-quality-rgb8-v2
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ MAPPED_BASE = 256.0
 
 
 def lambda_levels(lmin: float, lmax: float) -> np.ndarray:
-    """The 8-bit lambda map's levels: lambda = (lmax - lmin) * Q / 255 + lmin."""
-    return (lmax - lmin) * np.arange(LEVELS) / (LEVELS - 1) + lmin
+    """The 8-bit lambda map's levels of payload version 2 (fixed_quality_codec.cpp):
+    lambda = lmin * (lmax / lmin)^(Q / 255)."""
+    return lmin * (lmax / lmin) ** (np.arange(LEVELS) / (LEVELS - 1))
 
 
 def map_16bit(raw: np.ndarray) -> tuple:

@@ -87,6 +87,9 @@ def parse_args():
                    help="classifier folder (classifier.pt with .features) for the unrolled objective")
     p.add_argument("--feature-weight", type=float, default=0.3)
     p.add_argument("--hf-weight", type=float, default=0.3)
+    p.add_argument("--jpeg-share", type=float, default=0.0,
+                   help="share of scene crops replaced by their own JPEG decode (quality 50-95): "
+                        "archives hold soft, once-compressed images the refiner must not over-sharpen")
     p.add_argument("--export", default=None)
     p.add_argument("--model-id", default=None)
     return p.parse_args()
@@ -195,11 +198,22 @@ def condition_vectors(condition: dict):
     return args, known
 
 
+def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
+    """(3, H, W) uint8-valued -> the same image after one JPEG encode and decode."""
+    import io
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))).save(
+        buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB")).transpose(2, 0, 1).astype(img.dtype)
+
+
 class RefinerStream:
     """Seeded, resumable (x [B,3,H,W] in [0,1], mask [B,1,H,W], cond args, cond known):
     EuroSAT batches and scene batches alternate."""
 
-    def __init__(self, data: str, tool: str, batch: int, crop: int, seed: int):
+    def __init__(self, data: str, tool: str, batch: int, crop: int, seed: int, jpeg_share: float = 0.0):
         self.scenes, _ = datasets.load_scenes(data, crop)
         self.eurosat = datasets.EuroSatRgb(data, "train")
         self.conditions = []
@@ -210,7 +224,7 @@ class RefinerStream:
         w = np.array([datasets.GROUP_WEIGHTS[s.group] / sum(1 for t in self.scenes if t.group == s.group)
                       for s in self.scenes])
         self.scene_p = w / w.sum()
-        self.batch, self.crop = batch, crop
+        self.batch, self.crop, self.jpeg_share = batch, crop, jpeg_share
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.count = 0
 
@@ -242,6 +256,8 @@ class RefinerStream:
                 if m.mean() >= 1.0 - datasets.MAX_NODATA_FRACTION:
                     break
             img, m = datasets._augment_pair(s.img[:, top:top + c, left:left + c], m, rng)
+            if self.jpeg_share > 0 and rng.random() < self.jpeg_share:
+                img = jpeg_round_trip(img, int(rng.integers(50, 96)))
             xs.append(img.astype(np.float32) / 255.0)
             ms.append(m[None].astype(np.float32))
             a, kn = self.scene_vectors[i]
@@ -392,7 +408,7 @@ def training_objective(args) -> dict:
     return {"name": "unrolled", "loss": "relative MSE + feature_weight x relative perceptual distance "
                                         "+ hf_weight x (log HF energy ratio)^2, through the decoder's Euler steps",
             "feature_weight": args.feature_weight, "hf_weight": args.hf_weight,
-            "decode_sigma_share": 0.5,
+            "decode_sigma_share": 0.5, "jpeg_share": args.jpeg_share,
             "perceptual_model": {"folder": os.path.relpath(args.perceptual_model, REPO),
                                  "card_sha256": file_sha256(os.path.join(args.perceptual_model, "card.json"))}}
 
@@ -464,7 +480,8 @@ def main():
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(refiner.parameters(), lr=args.lr)
-    stream = RefinerStream(args.data, args.condition_tool, args.batch_size, args.crop, args.seed)
+    stream = RefinerStream(args.data, args.condition_tool, args.batch_size, args.crop, args.seed,
+                           args.jpeg_share)
     ckpt_path = os.path.join(args.run, "checkpoint.pt")
     step = 0
     if os.path.exists(ckpt_path):
