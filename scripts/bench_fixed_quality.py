@@ -480,7 +480,8 @@ def run_images(key, images, description, results, t_start):
     # uniform-lambda encodings at the ends of the range run (PSNR span and would-be target).
     fq_error = None
     try:
-        encode(images[0], ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", "TARGET_PSNR=40", "QUALITY_BLOCK=16", "REFINE=0"], dst)
+        encode(images[0], ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", "TARGET_PSNR=40",
+                           "QUALITY_BLOCK=16", "REFINE=0"], dst)
     except RuntimeError as error:
         fq_error = str(error).strip()
         record_failure(key, "FIXED_QUALITY probe", fq_error)
@@ -589,8 +590,8 @@ def run_images(key, images, description, results, t_start):
     for qb, refine in plan:
         setting = dict(quality_block=qb, refine=refine, cell=cells[qb],
                        extra=refine not in REFINES)
-        options = ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", f"TARGET_PSNR={target}", f"QUALITY_BLOCK={qb}",
-                   f"REFINE={refine}"]
+        options = ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", f"TARGET_PSNR={target}",
+                   f"QUALITY_BLOCK={qb}", f"REFINE={refine}"]
         measured, stored, partial = [], [], []
         payloads, files, enc_s, sse_total, count_total, image_psnr = [], [], 0.0, 0.0, 0, []
         aux_problems = []
@@ -695,8 +696,8 @@ def run_images(key, images, description, results, t_start):
         payloads = []
         try:
             for image in images:
-                encode(image, ["CODEC=FIXED_QUALITY", f"MODEL={calibration}", f"TARGET_PSNR={target_psnr}",
-                               "QUALITY_BLOCK=16", "REFINE=0"], dst)
+                encode(image, ["CODEC=FIXED_QUALITY", f"MODEL={calibration}",
+                               f"TARGET_PSNR={target_psnr}", "QUALITY_BLOCK=16", "REFINE=0"], dst)
                 payloads.append(decode(dst, image)[1])
                 unlink(dst)
         except RuntimeError as error:
