@@ -366,6 +366,16 @@ def _augment_pair(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
     return np.ascontiguousarray(img), np.ascontiguousarray(mask)
 
 
+def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
+    """img: (3, H, W) uint8 -> the same image after a JPEG encode and decode (PIL, 4:2:0):
+    compression augmentation for the classifiers and the DIFFUSION refiner."""
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).transpose(2, 0, 1)
+
+
 class MixedRgbStream:
     """Seeded, resumable stream of (x float32 [B, 3, H, W] in [0, 1], mask float32 [B, 1, H, W]).
 

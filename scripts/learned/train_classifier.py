@@ -22,7 +22,6 @@ Usage (seeded; resumes from --checkpoint if present; exports TorchScript and a c
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -34,7 +33,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
@@ -118,14 +116,6 @@ def load_split(data: str, split: str):
     return images, labels
 
 
-def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
-    """img: (3, H, W) uint8 -> the same image after a JPEG encode and decode (4:2:0)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(buf, "JPEG",
-                                                                         quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).transpose(2, 0, 1)
-
-
 def augment_batch(images: np.ndarray, rng: np.random.Generator, jpeg_share: float = 0.0,
                   jpeg_qualities: tuple = (30, 100)) -> np.ndarray:
     """Flips and turns; with probability `jpeg_share` each image is also JPEG-coded at a
@@ -139,7 +129,7 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, jpeg_share: floa
             img = img[:, ::-1, :]
         img = np.rot90(img, int(rng.integers(0, 4)), axes=(1, 2))
         if jpeg_share > 0 and rng.random() < jpeg_share:
-            img = jpeg_round_trip(img, int(rng.integers(jpeg_qualities[0], jpeg_qualities[1] + 1)))
+            img = datasets.jpeg_round_trip(img, int(rng.integers(jpeg_qualities[0], jpeg_qualities[1] + 1)))
         out[i] = img
     return out
 

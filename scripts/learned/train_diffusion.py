@@ -198,17 +198,6 @@ def condition_vectors(condition: dict):
     return args, known
 
 
-def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
-    """(3, H, W) uint8-valued -> the same image after one JPEG encode and decode."""
-    import io
-    from PIL import Image
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))).save(
-        buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    return np.asarray(Image.open(buffer).convert("RGB")).transpose(2, 0, 1).astype(img.dtype)
-
-
 class RefinerStream:
     """Seeded, resumable (x [B,3,H,W] in [0,1], mask [B,1,H,W], cond args, cond known):
     EuroSAT batches and scene batches alternate."""
@@ -257,7 +246,7 @@ class RefinerStream:
                     break
             img, m = datasets._augment_pair(s.img[:, top:top + c, left:left + c], m, rng)
             if self.jpeg_share > 0 and rng.random() < self.jpeg_share:
-                img = jpeg_round_trip(img, int(rng.integers(50, 96)))
+                img = datasets.jpeg_round_trip(img, int(rng.integers(50, 96)))
             xs.append(img.astype(np.float32) / 255.0)
             ms.append(m[None].astype(np.float32))
             a, kn = self.scene_vectors[i]
