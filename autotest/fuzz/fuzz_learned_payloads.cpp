@@ -724,11 +724,8 @@ void decodeEntropy(const Selection& s, const uint8_t* data, size_t size) {
         for (int x = 0; x < g.latentWidth; ++x) {
           const int level = levels[size_t(y / g.latentsPerBlock) * g.blocksAcross +
                                    x / g.latentsPerBlock];
-          const double share = double(level) / (kLevels - 1);
           lambdas[size_t(y) * g.latentWidth + x] =
-              s.linearLevels
-                  ? float((model.lambdaMax - model.lambdaMin) * share + model.lambdaMin)
-                  : float(model.lambdaMin * std::pow(model.lambdaMax / model.lambdaMin, share));
+              fixedQualityLevelLambda(model.lambdaMin, model.lambdaMax, level, s.version());
         }
       }
     }

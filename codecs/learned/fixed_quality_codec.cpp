@@ -267,15 +267,9 @@ class FixedQualityCodec final : public Codec {
     });
   }
 
-  // Version 2: lambda = lambda_min * (lambda_max / lambda_min)^(Q / 255); version 1:
-  // lambda = (lambda_max - lambda_min) * Q / 255 + lambda_min, as the paper stores it.
   float lambdaOfLevel(int level) const {
     const MultirateModel& model = engine_.model();
-    const double share = double(level) / (kLevels - 1);
-    if (payloadVersion_ == kLinearLevelsPayloadVersion) {
-      return float((model.lambdaMax - model.lambdaMin) * share + model.lambdaMin);
-    }
-    return float(model.lambdaMin * std::pow(model.lambdaMax / model.lambdaMin, share));
+    return fixedQualityLevelLambda(model.lambdaMin, model.lambdaMax, level, payloadVersion_);
   }
 
   // The smallest level (fewest bits) whose predicted error meets the target; the top
@@ -527,6 +521,14 @@ std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
 }
 
 }  // namespace
+
+float fixedQualityLevelLambda(double lambdaMin, double lambdaMax, int level, int payloadVersion) {
+  const double share = double(level) / (kLevels - 1);
+  if (payloadVersion == kLinearLevelsPayloadVersion) {
+    return float((lambdaMax - lambdaMin) * share + lambdaMin);
+  }
+  return float(lambdaMin * std::pow(lambdaMax / lambdaMin, share));
+}
 
 CodecDescriptor fixedQualityCodecDescriptor() {
   CodecDescriptor descriptor;

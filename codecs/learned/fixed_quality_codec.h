@@ -11,4 +11,9 @@ namespace nsat {
 
 CodecDescriptor fixedQualityCodecDescriptor();
 
+// The lambda of level Q (0..255) of the lambda map in a tile of payload version
+// `payloadVersion`: version 2 log-spaced, lambda_min * (lambda_max / lambda_min)^(Q / 255);
+// version 1 linear, (lambda_max - lambda_min) * Q / 255 + lambda_min, as the paper stores it.
+float fixedQualityLevelLambda(double lambdaMin, double lambdaMax, int level, int payloadVersion);
+
 }  // namespace nsat
