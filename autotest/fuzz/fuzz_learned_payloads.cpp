@@ -178,15 +178,15 @@ struct Geometry {
 Geometry geometryOf(const Selection& s) {
   const MultirateModel& model = *s.codecs().model;
   Geometry g;
-  g.latentHeight = paddedToLatentGrid(s.shape.height) / kLatentDownsampling;
-  g.latentWidth = paddedToLatentGrid(s.shape.width) / kLatentDownsampling;
+  g.latentHeight = model.latentsFor(s.shape.height);
+  g.latentWidth = model.latentsFor(s.shape.width);
   g.zHeight = (g.latentHeight + 3) / 4;
   g.zWidth = (g.latentWidth + 3) / 4;
   g.zCount = model.hyperLatentTables.size() * g.zHeight * g.zWidth;
   g.yCount = size_t(model.synthesis->latentChannels()) * g.latentHeight * g.latentWidth;
   if (s.fixedQuality) {
     const int blockPixels = kQualityBlocks[s.qualityBlock];
-    g.latentsPerBlock = blockPixels > 0 ? blockPixels / kLatentDownsampling
+    g.latentsPerBlock = blockPixels > 0 ? blockPixels / model.downsampling
                                         : std::max(g.latentWidth, g.latentHeight);
     g.blocksAcross = (g.latentWidth + g.latentsPerBlock - 1) / g.latentsPerBlock;
     g.blocks = size_t(g.blocksAcross) *

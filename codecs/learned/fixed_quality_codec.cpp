@@ -113,22 +113,24 @@ std::vector<int32_t> residuals(const std::vector<int32_t>& map, int across, int3
   return out;
 }
 
-// The block grid of a tile: `latents` latent positions (16 px each) per block side.
+// The block grid of a tile: `latents` latent positions (the model's cells) per block side.
 struct BlockGrid {
+  int cell = 0;          // pixels per latent position
   int latents = 0;       // per block side
   int latentWidth = 0, latentHeight = 0;
   int across = 0, down = 0;
 
-  BlockGrid(const TileShape& shape, int blockPixels) {
-    latentWidth = paddedToLatentGrid(shape.width) / kLatentDownsampling;
-    latentHeight = paddedToLatentGrid(shape.height) / kLatentDownsampling;
-    latents = blockPixels > 0 ? blockPixels / kLatentDownsampling
+  BlockGrid(const MultirateModel& model, const TileShape& shape, int blockPixels)
+      : cell(model.downsampling) {
+    latentWidth = model.latentsFor(shape.width);
+    latentHeight = model.latentsFor(shape.height);
+    latents = blockPixels > 0 ? blockPixels / cell
                               : std::max(latentWidth, latentHeight);  // GLOBAL: one block
     across = (latentWidth + latents - 1) / latents;
     down = (latentHeight + latents - 1) / latents;
   }
   size_t count() const { return size_t(across) * down; }
-  int pixels() const { return latents * kLatentDownsampling; }
+  int pixels() const { return latents * cell; }
   size_t blockOfLatent(int y, int x) const { return size_t(y / latents) * across + x / latents; }
 };
 
@@ -161,7 +163,7 @@ class FixedQualityCodec final : public Codec {
     if (alpha_ <= 0) throw Error("FIXED_QUALITY: this codec instance only decodes");
     buildEncoderTables();
     engine_.checkShape(shape);
-    const BlockGrid grid(shape, blockPixels_);
+    const BlockGrid grid(engine_.model(), shape, blockPixels_);
     std::vector<uint8_t> payload{payloadVersion_};
     std::vector<uint8_t> decoded(shape.byteCount());
     for (const BandGroup& group : engine_.groups(shape)) {
@@ -210,7 +212,7 @@ class FixedQualityCodec final : public Codec {
   void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
               const Parallelism& parallelism) const override {
     engine_.checkShape(shape);
-    const BlockGrid grid(shape, blockPixels_);
+    const BlockGrid grid(engine_.model(), shape, blockPixels_);
     forEachGroup(shape, data, size, [&](const BandGroup& group, const SampleMapping& mapping,
                                         RansDecoder& decoder, const std::vector<int32_t>& levels,
                                         const std::vector<float>&) {
@@ -399,7 +401,7 @@ class FixedQualityCodec final : public Codec {
     if (size < 1 || data[0] != payloadVersion_) {
       throw Error("FIXED_QUALITY tile has an unknown payload version");
     }
-    const BlockGrid grid(shape, blockPixels_);
+    const BlockGrid grid(engine_.model(), shape, blockPixels_);
     const auto& tables = defaultGaussianTables();
     ByteReader reader(data + 1, size - 1, "FIXED_QUALITY tile");
     for (const BandGroup& group : engine_.groups(shape)) {

@@ -222,8 +222,8 @@ class MultirateCodec final : public Codec {
 
   void decodeGroups(const TileShape& shape, ByteReader& reader, bool equalSlope, void* pixels,
                     const Parallelism& parallelism) const {
-    const int height = paddedToLatentGrid(shape.height) / kLatentDownsampling;
-    const int width = paddedToLatentGrid(shape.width) / kLatentDownsampling;
+    const int height = engine_.model().latentsFor(shape.height);
+    const int width = engine_.model().latentsFor(shape.width);
     const float tileLambda = equalSlope ? reader.float32() : 0.0f;
     struct StoredGroup {
       float lambda;

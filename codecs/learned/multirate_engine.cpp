@@ -170,7 +170,9 @@ SampleMapping MultirateEngine::mappingFor(const TileShape& shape, const void* pi
 
 at::Tensor MultirateEngine::analyse(const TileShape& shape, const void* pixels,
                                     const BandGroup& group, const SampleMapping& mapping) const {
-  const int width = paddedToLatentGrid(shape.width), height = paddedToLatentGrid(shape.height);
+  const int cell = model_->downsampling;
+  const int width = model_->latentsFor(shape.width) * cell;
+  const int height = model_->latentsFor(shape.height) * cell;
   at::Tensor input = at::empty({1, model_->bands, height, width}, at::kFloat);
   float* out = input.data_ptr<float>();
   for (int c = 0; c < model_->bands; ++c) {
@@ -260,8 +262,8 @@ void MultirateEngine::reconstruct(const TileShape& shape, const BandGroup& group
                                   void* pixels, const Parallelism& parallelism) const {
   const std::vector<float> image =
       model_->synthesis->runScaled(scaledLatent, height, width, parallelism);
-  const int paddedWidth = width * kLatentDownsampling;
-  const size_t paddedPlane = size_t(height) * kLatentDownsampling * paddedWidth;
+  const int paddedWidth = width * model_->downsampling;
+  const size_t paddedPlane = size_t(height) * model_->downsampling * paddedWidth;
   for (int b = 0; b < group.bandCount; ++b) {
     const size_t band = size_t(group.firstBand + b);
     for (int row = 0; row < shape.height; ++row) {

@@ -13,12 +13,6 @@
 
 namespace nsat {
 
-constexpr int kLatentDownsampling = 16;  // g_a: four stride-2 stages
-
-inline int paddedToLatentGrid(int size) {
-  return (size + kLatentDownsampling - 1) / kLatentDownsampling * kLatentDownsampling;
-}
-
 // Which image bands are coded together. A 3-band model codes consecutive triplets and
 // any band left over alone, as grey (replicated to 3 channels, outputs averaged); a
 // 1-band model codes every band alone.
@@ -87,7 +81,7 @@ class MultirateEngine {
 
   SampleMapping mappingFor(const TileShape& shape, const void* pixels,
                            const BandGroup& group) const;
-  // g_a of one band group, padded to a multiple of 16 by edge replication, before any
+  // g_a of one band group, padded to whole latent cells by edge replication, before any
   // lambda gain: (1, M, h, w).
   at::Tensor analyse(const TileShape& shape, const void* pixels, const BandGroup& group,
                      const SampleMapping& mapping) const;

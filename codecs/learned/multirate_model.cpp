@@ -116,6 +116,7 @@ std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
   try {
     const auto& architecture = folder.card.at("architecture");
     model->bands = architecture.at("bands").get<int>();
+    model->downsampling = architecture.value("downsampling", 16);
     model->lambdaMin = folder.card.at("lambda_min").get<double>();
     model->lambdaMax = folder.card.at("lambda_max").get<double>();
     if (folder.card.at("codec").get<std::string>() != "MULTIRATE") {
@@ -149,6 +150,11 @@ std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
       int(model->hyperLatentTables.size()) != model->hyperSynthesis->inputChannels() ||
       model->hyperSynthesis->scaleLevels() != int(defaultGaussianTables().size())) {
     throw Error("model " + folder.id + ": its files disagree on channel counts");
+  }
+  if (model->synthesis->upsampling() != model->downsampling) {
+    throw Error("model " + folder.id + ": synthesis.pt upsamples " +
+                std::to_string(model->synthesis->upsampling()) + "x, the card says " +
+                std::to_string(model->downsampling) + "x");
   }
   std::vector<QuantizedCdf> allTables = model->hyperLatentTables;
   allTables.insert(allTables.end(), defaultGaussianTables().begin(),

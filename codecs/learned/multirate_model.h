@@ -21,6 +21,11 @@ struct MultirateModel {
   int bands = 0;  // image bands the model codes at once (3: RGB, 1: one band)
   double lambdaMin = 0, lambdaMax = 0;
   double sampleMax = 0;  // 255 or 65535: the sample range the model was trained on
+  // Pixels per latent position along each axis: 16 (four analysis stages) or 8 (three).
+  int downsampling = 16;
+
+  // Latent positions covering `pixels` samples (the tile is padded to whole cells).
+  int latentsFor(int pixels) const { return (pixels + downsampling - 1) / downsampling; }
 
   bool codesBytes() const { return sampleMax <= 255; }
 

@@ -165,24 +165,37 @@ class FrozenGDN(nn.Module):
 # Transforms
 
 
-def make_analysis(bands: int, n: int = N_FILTERS, m: int = M_LATENT) -> nn.Sequential:
-    return nn.Sequential(
-        conv(bands, n, 5, 2), GDN(n),
-        conv(n, n, 5, 2), GDN(n),
-        conv(n, n, 5, 2), GDN(n),
-        conv(n, m, 5, 2),
-    )
+DOWNSAMPLINGS = (16, 8)
 
 
-def make_synthesis(bands: int, n: int = N_FILTERS, m: int = M_LATENT) -> nn.Sequential:
+def _stride2_stages(downsampling: int) -> int:
+    if downsampling not in DOWNSAMPLINGS:
+        raise ValueError(f"downsampling {downsampling} is not one of {DOWNSAMPLINGS}")
+    return downsampling.bit_length() - 1
+
+
+def make_analysis(bands: int, n: int = N_FILTERS, m: int = M_LATENT,
+                  downsampling: int = 16) -> nn.Sequential:
+    """conv5x5 stride 2 stages (GDN between them), the last one to M channels. 16: the
+    paper's four; 8: three, so M = 192 latents cover 64 pixels (3 per pixel): speckle-like
+    content, nearly white, needs about one value per pixel at high rates, which the 16x
+    latent (0.75 per pixel) cannot hold."""
+    stages = _stride2_stages(downsampling)
+    layers = [conv(bands, n, 5, 2), GDN(n)]
+    for _ in range(stages - 2):
+        layers += [conv(n, n, 5, 2), GDN(n)]
+    return nn.Sequential(*layers, conv(n, m, 5, 2))
+
+
+def make_synthesis(bands: int, n: int = N_FILTERS, m: int = M_LATENT,
+                   downsampling: int = 16) -> nn.Sequential:
     # Sub-pixel convolution: 3x3 conv to 4x channels + PixelShuffle(2), the same function
     # class as a 6x6 stride-2 transposed convolution and much faster on CPU.
-    return nn.Sequential(
-        conv(m, 4 * n, 3), nn.PixelShuffle(2), GDN(n, inverse=True),
-        conv(n, 4 * n, 3), nn.PixelShuffle(2), GDN(n, inverse=True),
-        conv(n, 4 * n, 3), nn.PixelShuffle(2), GDN(n, inverse=True),
-        conv(n, 4 * bands, 3), nn.PixelShuffle(2),
-    )
+    stages = _stride2_stages(downsampling)
+    layers = []
+    for stage in range(stages - 1):
+        layers += [conv(m if stage == 0 else n, 4 * n, 3), nn.PixelShuffle(2), GDN(n, inverse=True)]
+    return nn.Sequential(*layers, conv(n, 4 * bands, 3), nn.PixelShuffle(2))
 
 
 class HyperAnalysis(nn.Module):
@@ -453,7 +466,7 @@ class MultirateCodec(nn.Module):
 
     def __init__(self, bands: int, lambda_min: float, lambda_max: float,
                  n: int = N_FILTERS, m: int = M_LATENT, gain_activation: str = "relu",
-                 demodulation: str = "learned"):
+                 demodulation: str = "learned", downsampling: int = 16):
         super().__init__()
         if demodulation not in DEMODULATIONS:
             raise ValueError(f"demodulation {demodulation!r} is not one of {DEMODULATIONS}")
@@ -461,8 +474,9 @@ class MultirateCodec(nn.Module):
         self.gain_activation = gain_activation
         self.tied = demodulation == "inverse"
         self.lambda_min, self.lambda_max = float(lambda_min), float(lambda_max)
-        self.g_a = make_analysis(bands, n, m)
-        self.g_s = make_synthesis(bands, n, m)
+        self.downsampling = downsampling
+        self.g_a = make_analysis(bands, n, m, downsampling)
+        self.g_s = make_synthesis(bands, n, m, downsampling)
         self.h_a = HyperAnalysis(n, m)
         self.h_s = IntHyperSynthesis(n, m)
         self.modulation = GainNet(m, activation=gain_activation)
@@ -495,8 +509,8 @@ class MultirateCodec(nn.Module):
 
     def forward(self, x: torch.Tensor, lam: float) -> Dict[str, torch.Tensor]:
         """Training pass: noise for the rates, straight-through rounding for the decoder."""
-        if x.shape[2] % 16 or x.shape[3] % 16:
-            raise ValueError("height and width must be multiples of 16")
+        if x.shape[2] % self.downsampling or x.shape[3] % self.downsampling:
+            raise ValueError(f"height and width must be multiples of {self.downsampling}")
         lam_n = self.lam_tensor(lam, x.device)
         y = self.g_a(x) * self.modulation(lam_n).view(1, -1, 1, 1)
         z = self.h_a(y)

@@ -70,7 +70,7 @@ sys.path.insert(0, HERE)
 
 import datasets  # noqa: E402
 import integer_hyper_synthesis as ihs  # noqa: E402
-from multirate_model import (DEMODULATIONS, GAIN_ACTIVATIONS, GAIN_FLOOR, M_LATENT, N_FILTERS,  # noqa: E402
+from multirate_model import (DEMODULATIONS, DOWNSAMPLINGS, GAIN_ACTIVATIONS, GAIN_FLOOR, M_LATENT, N_FILTERS,  # noqa: E402
                              ExportAnalysis, ExportHyperAnalysis, ExportSynthesis, GainNet,
                              MultirateCodec, rate_distortion, scale_table)
 
@@ -100,6 +100,9 @@ def parse_args(argv=None):
     p.add_argument("--eval-lambda-count", type=int, default=4, help="log-spaced evaluation lambdas")
     p.add_argument("--no-holdout-eval", action="store_true",
                    help="mix: skip the hold-out scene evaluation")
+    p.add_argument("--downsampling", type=int, choices=DOWNSAMPLINGS, default=16,
+                   help="latent grid step in pixels: 16 (four analysis stages) or 8 (three, "
+                        "for speckle-like content; an --init-from 16x model loses one stage)")
     p.add_argument("--demodulation", choices=DEMODULATIONS, default="learned",
                    help="decoder gain: a second gain net (learned) or 1 / the modulation gain "
                         "(inverse: y quantised with step 1/gain, no quality plateau)")
@@ -228,6 +231,9 @@ def warm_start(model, src_dir, tie_lambda=0.2):
                 state[prefixes[1] + gain_map[k[len(prefixes[1]):]]] = v
     for k, v in hyp.items():
         state["h_a." + k] = v
+    source_downsampling = int(card["architecture"].get("downsampling", 16))
+    if source_downsampling != model.downsampling:
+        diag["dropped_stage"] = drop_middle_stage(state, source_downsampling, model.downsampling)
     ratio = model.lambda_max / lmax_src
     for net in ("modulation", "demodulation"):
         state[f"{net}.fc1.weight"] = (state[f"{net}.fc1.weight"].double() * ratio).float()
@@ -265,6 +271,34 @@ def warm_start(model, src_dir, tie_lambda=0.2):
     prior = json.load(open(os.path.join(src_dir, "factorized_prior.json"), encoding="utf-8"))["tables"]
     diag.update(fit_prior(model.prior, prior))
     return diag, card
+
+
+def drop_middle_stage(state, source_downsampling, downsampling):
+    """A 16x source for an 8x model: g_a keeps its first two stages and its last conv (to
+    M), which now reads the /4 features; g_s keeps its first stage and its last conv, which
+    now writes pixels from /2 features. The dropped stage is the third of g_a (layers 4-5)
+    and of g_s (layers 6-8). Renames `state` in place; returns what was dropped."""
+    if (source_downsampling, downsampling) != (16, 8):
+        raise SystemExit(f"--init-from: a {source_downsampling}x model cannot start a {downsampling}x one")
+    renames = {"g_a.": {"6.": "4."}, "g_s.": {"9.": "6."}}
+    drops = {"g_a.": ("4.", "5."), "g_s.": ("6.", "8.")}
+    dropped, kept = [], {}
+    for k, value in state.items():
+        prefix = next((p for p in renames if k.startswith(p)), None)
+        if prefix is None:
+            kept[k] = value
+            continue
+        rest = k[len(prefix):]
+        if rest.startswith(drops[prefix]):
+            dropped.append(k)
+            continue
+        for old, new in renames[prefix].items():
+            if rest.startswith(old):
+                rest = new + rest[len(old):]
+        kept[prefix + rest] = value
+    state.clear()
+    state.update(kept)
+    return sorted(dropped)
 
 
 @torch.no_grad()
@@ -472,6 +506,8 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
     out_max = 255.0 if args.bands == 3 else 65535.0
     lam = torch.tensor([args.lambda_max], dtype=torch.float32)
 
+    stages = model.downsampling.bit_length() - 1
+    d = model.downsampling
     files = {}
     ana = torch.jit.script(ExportAnalysis(model, scale))
     hyp = torch.jit.script(ExportHyperAnalysis(model))
@@ -532,10 +568,12 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
         "architecture": {
             "paper": "Mijares i Verdu et al. 2023, reduced-complexity multirate remote sensing "
                      "compression; Balle et al. 2018 scale hyperprior; Balle et al. 2019 integer networks",
-            "N": model.n, "M": model.m, "bands": args.bands, "downsampling": 16,
-            "hyperprior_downsampling": 64,
-            "g_a": "4 x conv5x5 stride 2 (N, N, N, M), GDN after the first three",
-            "g_s": "3 x [conv3x3 -> 4N, PixelShuffle(2), IGDN], conv3x3 -> 4*bands, PixelShuffle(2)",
+            "N": model.n, "M": model.m, "bands": args.bands, "downsampling": model.downsampling,
+            "hyperprior_downsampling": 4 * model.downsampling,
+            "g_a": (f"{stages} x conv5x5 stride 2 ({', '.join(['N'] * (stages - 1))}, M), "
+                    f"GDN after the first {stages - 1}"),
+            "g_s": (f"{stages - 1} x [conv3x3 -> 4N, PixelShuffle(2), IGDN], conv3x3 -> 4*bands, "
+                    "PixelShuffle(2)"),
             "h_a": "|y| -> conv3x3 s1 N, ReLU, conv5x5 s2 N, ReLU, conv5x5 s2 N",
             "h_s": "integer: conv3x3 4N + requant uint8 + PixelShuffle(2), same, conv3x3 M -> index 0..63",
             "modulation": ("lambda/lambda_max -> Dense(64, ReLU) -> Dense(M, ReLU) = gain on y"
@@ -603,9 +641,10 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
         "rd_points_note": "EuroSAT test split, bpp = bits from likelihoods / pixels (all bands), "
                           "PSNR = mean over images of 10 log10(1 / MSE) on the normalised scale",
         "interface": {
-            "analysis.pt": "forward(x: float32 (B,C,H,W) raw sample values, H,W multiples of 16; "
-                           "lam: float32 (1,)) -> y_mod float32 (B,M,H/16,W/16); y_sym = round(y_mod)",
-            "hyper_analysis.pt": "forward(y_mod) -> z float32 (B,N,ceil(H/64),ceil(W/64)); z_sym = round(z)",
+            "analysis.pt": (f"forward(x: float32 (B,C,H,W) raw sample values, H,W multiples of {d}; "
+                            f"lam: float32 (1,)) -> y_mod float32 (B,M,H/{d},W/{d}); y_sym = round(y_mod)"),
+            "hyper_analysis.pt": (f"forward(y_mod) -> z float32 (B,N,ceil(H/{4 * d}),ceil(W/{4 * d})); "
+                                  "z_sym = round(z)"),
             "synthesis.pt": "forward(y_sym as float32 (B,M,h,w), lam (1,)) -> x_hat raw units, "
                             f"clamped to [0, {out_max}]; round to the sample type",
             "hyper_synthesis_int.json": "integer h_s: z_sym -> scale index (see integer_hyper_synthesis.py)",
@@ -655,7 +694,8 @@ def main(argv=None):
         test_ds = datasets.make_dataset(args.data, args.bands, "test")
     model = MultirateCodec(args.bands, args.lambda_min, args.lambda_max,
                            gain_activation=args.gain_activation,
-                           demodulation=args.demodulation).to(device)
+                           demodulation=args.demodulation,
+                           downsampling=args.downsampling).to(device)
     opt, aux_opt, lr_factors = make_optimisers(model, args)
     holdout = []
     if args.source == "mix":
@@ -673,6 +713,8 @@ def main(argv=None):
               "gain_activation": args.gain_activation}
     if args.demodulation != "learned":   # older checkpoints have no such key
         config["demodulation"] = args.demodulation
+    if args.downsampling != 16:
+        config["downsampling"] = args.downsampling
     if args.source == "mix":
         # Everything that changes the batch sequence: a resume with other values would not
         # continue the same stream.
