@@ -1,6 +1,7 @@
 #include "container/header_encoding.h"
 
 #include <algorithm>
+#include <iterator>
 #include <memory>
 
 #include <zstd.h>
@@ -30,6 +31,22 @@ const unsigned char kDictionary5[] = {
 const unsigned char kDictionary6[] = {
 #include "header_dictionary_v6.inc"
 };
+const unsigned char kDictionary7[] = {
+#include "header_dictionary_v7.inc"
+};
+
+// Header dictionary N is kDictionaries[N - 1].
+struct DictionaryBytes {
+  const unsigned char* bytes;
+  size_t size;
+};
+const DictionaryBytes kDictionaries[] = {
+    {kDictionary1, sizeof(kDictionary1)}, {kDictionary2, sizeof(kDictionary2)},
+    {kDictionary3, sizeof(kDictionary3)}, {kDictionary4, sizeof(kDictionary4)},
+    {kDictionary5, sizeof(kDictionary5)}, {kDictionary6, sizeof(kDictionary6)},
+    {kDictionary7, sizeof(kDictionary7)}};
+static_assert(std::size(kDictionaries) == size_t(kNewestHeaderEncoding),
+              "one compiled-in dictionary per header encoding");
 
 struct CompressionContextFree {
   void operator()(ZSTD_CCtx* context) const { ZSTD_freeCCtx(context); }
@@ -50,23 +67,13 @@ void check(size_t result, const char* what) {
 }  // namespace
 
 std::string headerDictionary(HeaderEncoding encoding) {
-  switch (encoding) {
-    case HeaderEncoding::Json:
-      return std::string();
-    case HeaderEncoding::ZstdDictionary1:
-      return std::string(reinterpret_cast<const char*>(kDictionary1), sizeof(kDictionary1));
-    case HeaderEncoding::ZstdDictionary2:
-      return std::string(reinterpret_cast<const char*>(kDictionary2), sizeof(kDictionary2));
-    case HeaderEncoding::ZstdDictionary3:
-      return std::string(reinterpret_cast<const char*>(kDictionary3), sizeof(kDictionary3));
-    case HeaderEncoding::ZstdDictionary4:
-      return std::string(reinterpret_cast<const char*>(kDictionary4), sizeof(kDictionary4));
-    case HeaderEncoding::ZstdDictionary5:
-      return std::string(reinterpret_cast<const char*>(kDictionary5), sizeof(kDictionary5));
-    case HeaderEncoding::ZstdDictionary6:
-      return std::string(reinterpret_cast<const char*>(kDictionary6), sizeof(kDictionary6));
+  if (encoding == HeaderEncoding::Json) return std::string();
+  const size_t number = size_t(encoding);
+  if (number > std::size(kDictionaries)) {
+    throw Error("unknown header encoding " + std::to_string(number), ErrorKind::NotSupported);
   }
-  throw Error("unknown header encoding " + std::to_string(int(encoding)), ErrorKind::NotSupported);
+  const DictionaryBytes& dictionary = kDictionaries[number - 1];
+  return std::string(reinterpret_cast<const char*>(dictionary.bytes), dictionary.size);
 }
 
 std::vector<uint8_t> encodeHeader(const std::string& json, HeaderEncoding encoding,

@@ -18,9 +18,10 @@ enum class HeaderEncoding : uint8_t {
   ZstdDictionary5 = 5,  // the same against dictionary 5 (4 plus diffusion-vq-rgb8-v2)
   ZstdDictionary6 = 6,  // the same against dictionary 6 (5 plus the FIXED_QUALITY calibrations
                         // of the default models and diffusion-vq-rgb8-v3)
+  ZstdDictionary7 = 7,  // the same against dictionary 7 (6 plus multirate-sar-db-v3)
 };
 // What writers write: the newest dictionary.
-constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary6;
+constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary7;
 
 // The bytes of header dictionary `encoding` (container/header_dictionary_v<N>.txt, built
 // into the library); empty for Json. A dictionary's bytes never change once files use it: a new

@@ -35,7 +35,7 @@ GMLJP2=NO (the GeoJP2 box still carries the georeferencing).
 
 Usage, from the repository root:
     nice -n 10 /usr/bin/python3 scripts/bench_sar_ms.py [--models-dir DIR]
-        [--ms-model multirate-ms16] [--sar-model multirate-sar-db] [--quick]
+        [--ms-model multirate-ms16-v3] [--sar-model multirate-sar-db-v3] [--quick]
         [--data ../shared/data] [--out scripts/results/sar_ms] [--threads 2]
 
 Outputs in --out (default scripts/results/sar_ms; /tmp/bench_sar_ms_quick with --quick):
@@ -65,10 +65,12 @@ def parse_args():
     parser.add_argument("--models-dir", default=None,
                         help="sets NSAT_MODELS_DIR for the runs (default: unset, i.e. the "
                              "repository's models/)")
-    parser.add_argument("--ms-model", default="multirate-ms16",
-                        help="MULTIRATE model for the 16-bit stacks (default multirate-ms16)")
-    parser.add_argument("--sar-model", default="multirate-sar-db",
-                        help="MULTIRATE model for the Float32 dB planes (default multirate-sar-db)")
+    parser.add_argument("--ms-model", default="multirate-ms16-v3",
+                        help="MULTIRATE model for the 16-bit stacks (default %(default)s, "
+                             "the driver's default)")
+    parser.add_argument("--sar-model", default="multirate-sar-db-v3",
+                        help="MULTIRATE model for the Float32 dB planes (default %(default)s, "
+                             "the driver's default)")
     parser.add_argument("--eurosat-images", type=int, default=40,
                         help="at most this many EuroSAT MS test images (default 40; the split "
                              "has 24)")

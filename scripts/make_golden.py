@@ -74,6 +74,13 @@ GOLDEN = {
     "s1_vv_vh_multirate_sar_db_v2.nsat": ("s1_vv_vh_db_float32.tif", None,
                                           ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=64",
                                            "MODEL=multirate-sar-db-v2"]),
+    # The 8 px latent grid (multirate-sar-db-v3): VV + VH, and 61 x 45 px edge tiles.
+    "s1_vv_vh_multirate_sar_db_v3.nsat": ("s1_vv_vh_db_float32.tif", None,
+                                          ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=64",
+                                           "MODEL=multirate-sar-db-v3"]),
+    "s1_grd_odd_tiles_multirate_sar_db_v3.nsat": ("s1_grd_vv_db_float32.tif", [0, 0, 189, 173],
+                                                  ["CODEC=MULTIRATE", "QUALITY=60",
+                                                   "BLOCKSIZE=64", "MODEL=multirate-sar-db-v3"]),
     # VQ: every model, 1 to 3 levels, edge tiles, overviews, a multiple of the band count.
     "eurosat_rgb_vq_rgb8_v1.nsat": ("eurosat_rgb_river.jpg", None,
                                     ["CODEC=VQ", "LEVELS=3", "BLOCKSIZE=48", "MODEL=vq-rgb8-v1"]),

@@ -2,9 +2,9 @@
 """Writes a header dictionary (container/header_dictionary_v<N>.txt), the zstd dictionary that
 format-1.1 headers are compressed against (container/FORMAT.md, "Header encodings").
 
-Each was made once with the plugin of its day (1 to 4 on 2026-12-01, 5 and 6 on 2026-12-02); the output is part of
-the file format: never rerun it over a committed file (every file that uses it would stop
-opening). A later dictionary (new models, new codecs) is a new file and a new header
+Each was made once with the plugin of its day (1 to 4 on 2026-12-01, 5 and 6 on 2026-12-02,
+7 on 2026-12-03); the output is part of the file format: never rerun it over a committed file
+(every file that uses it would stop opening). A later dictionary (new models, new codecs) is a new file and a new header
 encoding number: `--extend` the newest one, which appends the models it does not name yet
 and typical headers of the current default models to its bytes.
 
@@ -113,6 +113,12 @@ EXTENSION_SAMPLES = {2: [
     ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v3", "LEVELS=3"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v3", "GSD=10"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=DIFFUSION", "MODEL=diffusion-vq-rgb8-v3"]),
+], 7: [  # the SAR default on an 8 px latent grid (Float32 dB, amplitude in dB), named so
+    # that a plugin of the day before, which builds without this dictionary, writes them
+    ("s1_grd_gcps_uint16.tif", ["CODEC=MULTIRATE", "SAMPLE_TRANSFORM=AMPLITUDE_DB",
+                                "MODEL=multirate-sar-db-v3"]),
+    ("s1_grd_vv_db_float32.tif", ["CODEC=MULTIRATE", "MODEL=multirate-sar-db-v3"]),
+    ("s1_vv_vh_db_float32.tif", ["CODEC=MULTIRATE", "MODEL=multirate-sar-db-v3"]),
 ]}
 
 

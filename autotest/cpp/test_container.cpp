@@ -211,6 +211,10 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
   EXPECT_EQ(sixth.size(), 64176u);
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(sixth.data()), sixth.size()), 0x42989FF9u);
   EXPECT_EQ(sixth.substr(0, fifth.size()), fifth);  // 6 extends 5
+  const std::string seventh = headerDictionary(HeaderEncoding::ZstdDictionary7);
+  EXPECT_EQ(seventh.size(), 66853u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(seventh.data()), seventh.size()), 0x799C18E4u);
+  EXPECT_EQ(seventh.substr(0, sixth.size()), sixth);  // 7 extends 6
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
@@ -262,7 +266,8 @@ TEST(HeaderEncoding, ReserveTakesALaterLongerHeader) {
   for (HeaderEncoding encoding :
        {HeaderEncoding::Json, HeaderEncoding::ZstdDictionary1, HeaderEncoding::ZstdDictionary2,
         HeaderEncoding::ZstdDictionary3, HeaderEncoding::ZstdDictionary4,
-        HeaderEncoding::ZstdDictionary5, HeaderEncoding::ZstdDictionary6}) {
+        HeaderEncoding::ZstdDictionary5, HeaderEncoding::ZstdDictionary6,
+        HeaderEncoding::ZstdDictionary7}) {
     const std::string path = "/vsimem/container_reserve.nsat";
     ContainerWriter writer(path, sampleHeader(), 64, encoding);
     writer.writeTile(0, 0, 0, bigTile);

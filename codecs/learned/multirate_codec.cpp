@@ -16,7 +16,7 @@ namespace {
 
 constexpr const char* kRgbModel = "multirate-rgb8-v4";
 constexpr const char* kSingleBandModel = "multirate-ms16-v3";
-constexpr const char* kSarModel = "multirate-sar-db-v2";
+constexpr const char* kSarModel = "multirate-sar-db-v3";
 // 1: band groups; 2: a spectral transform, then its components (files with
 // "spectral_transform"). Files without the transform keep writing 1.
 constexpr uint8_t kBandPayloadVersion = 1;
