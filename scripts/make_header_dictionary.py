@@ -4,9 +4,9 @@ format-1.1 headers are compressed against (container/FORMAT.md, "Header encoding
 
 Each was made once with the plugin of its day (1 to 4 on 2026-12-01, 5 and 6 on 2026-12-02,
 7 on 2026-12-03); the output is part of the file format: never rerun it over a committed file
-(every file that uses it would stop opening). A later dictionary (new models, new codecs) is a new file and a new header
-encoding number: `--extend` the newest one, which appends the models it does not name yet
-and typical headers of the current default models to its bytes.
+(every file that uses it would stop opening). A later dictionary (new models, new codecs) is
+a new file and a new header encoding number: `--extend` the newest one, which appends the
+models it does not name yet and typical headers of the current default models to its bytes.
 
 The dictionary is one typical header per line, in the compact form the writer produces
 (sorted keys, no default band fields, CRS by EPSG code), made by coding real scenes with

@@ -28,10 +28,11 @@ def data(name: str) -> str:
     return str(DATA / name)
 
 
-def run_gdal(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Runs a GDAL command-line tool with the plugin; returns stdout/stderr as text."""
+def run_gdal(*args: str, check: bool = True, env=None) -> subprocess.CompletedProcess:
+    """Runs a GDAL command-line tool with the plugin (in `env`, default this process's
+    environment); returns stdout/stderr as text."""
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=300)
+                            env=env or os.environ.copy(), timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -153,11 +153,9 @@ def read_with_models(path, models_dir):
     """gdalinfo then a full read with NSAT_MODELS_DIR pointing elsewhere: opening needs no
     model (it is lazy), the first pixel read does, and fails naming it."""
     env = {**os.environ, "NSAT_MODELS_DIR": str(models_dir)}
-    info = subprocess.run(["gdalinfo", str(path)], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert info.returncode == 0 and "NSAT_CODEC=MULTIRATE" in info.stdout, info.stderr
-    return subprocess.run(["gdal_translate", "-q", str(path), "/vsimem/out.tif"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    info = run_gdal("gdalinfo", path, env=env)
+    assert "NSAT_CODEC=MULTIRATE" in info.stdout, info.stderr
+    return run_gdal("gdal_translate", "-q", path, "/vsimem/out.tif", check=False, env=env)
 
 
 def test_a_different_model_is_refused_by_name(landsat7_q75, tmp_path):
