@@ -34,6 +34,9 @@ const unsigned char kDictionary6[] = {
 const unsigned char kDictionary7[] = {
 #include "header_dictionary_v7.inc"
 };
+const unsigned char kDictionary8[] = {
+#include "header_dictionary_v8.inc"
+};
 
 // Header dictionary N is kDictionaries[N - 1].
 struct DictionaryBytes {
@@ -44,7 +47,7 @@ const DictionaryBytes kDictionaries[] = {
     {kDictionary1, sizeof(kDictionary1)}, {kDictionary2, sizeof(kDictionary2)},
     {kDictionary3, sizeof(kDictionary3)}, {kDictionary4, sizeof(kDictionary4)},
     {kDictionary5, sizeof(kDictionary5)}, {kDictionary6, sizeof(kDictionary6)},
-    {kDictionary7, sizeof(kDictionary7)}};
+    {kDictionary7, sizeof(kDictionary7)}, {kDictionary8, sizeof(kDictionary8)}};
 static_assert(std::size(kDictionaries) == size_t(kNewestHeaderEncoding),
               "one compiled-in dictionary per header encoding");
 

@@ -119,6 +119,9 @@ DEMO_DATASET = "landsat7"
 DEMO_JPEG_QUALITIES = [50, 75, 90]  # demo-scene floor: MULTIRATE >= JPEG at these file sizes
 EUROSAT_FLOOR_BPP = [0.5, 1.0]
 EUROSAT_FLOOR_DB = 1.5      # MULTIRATE PSNR >= WebP PSNR + 1.5 dB at those rates
+MOSAIC_COLUMNS = 10         # EuroSAT mosaic: the images as 64 px tiles of one NSAT file, at
+                            # most this many across (a divisor of the count: no padding tiles)
+MOSAIC_LABEL = "one mosaic file"
 LANDSAT8_BD_RANGE = (0.1, 2.0)
 JP2_LOW_SETTINGS_16BIT = dict(settings=[0.1, 0.25, 0.5], quick=[0.25])  # added on non-Byte data
 
@@ -491,6 +494,7 @@ def run_eurosat(results):
             codecs.append(codec)
     src_path = f"{VSI}/eurosat_src.tif"
     t0 = time.perf_counter()
+    chips = []  # (name, reference, valid) of every image read, for the mosaic
     for index, path in enumerate(files):
         name = os.path.basename(path)
         try:
@@ -506,6 +510,7 @@ def run_eurosat(results):
             unlink_all(src_path)
             continue
         pixels = src.RasterXSize * src.RasterYSize
+        chips.append((name, reference, valid))
         for codec in codecs:
             for setting in settings_for(codec):
                 try:
@@ -534,7 +539,45 @@ def run_eurosat(results):
                 if key == "psnr" and len(values) != len(rows):
                     point["psnr_non_finite_images"] = len(rows) - len(values)
             point["msssim_scales"] = rows[0]["msssim_scales"]
+            if is_multirate(codec) and point["complete"]:
+                try:
+                    point.update(eurosat_mosaic(chips, codec, setting))
+                except Exception as error:  # noqa: BLE001 - logged, not fatal
+                    record_failure("eurosat", codec, f"{setting} (mosaic)", str(error).strip())
             info["points"].append(point)
+
+
+def eurosat_mosaic(chips, codec, setting):
+    """The EuroSAT images as the 64 px tiles of one NSAT file (BLOCKSIZE=64), as an ML
+    dataset may store them: one header for all. Each tile is coded on its own, so the pixels
+    are those of the per-image files; returns the mosaic's bpp (file bytes / all pixels)
+    and the mean PSNR over its tiles, which the report checks against the per-image mean."""
+    side = chips[0][1].shape[1]
+    if any(reference.shape != chips[0][1].shape for _, reference, _ in chips):
+        raise RuntimeError("mosaic: the images differ in size")
+    columns = max(c for c in range(1, MOSAIC_COLUMNS + 1) if len(chips) % c == 0)
+    bands = chips[0][1].shape[0]
+    mem = gdal.GetDriverByName("MEM").Create("", columns * side, len(chips) // columns * side, bands,
+                                             gdal.GDT_Byte)
+    for index, (_, reference, _) in enumerate(chips):
+        y, x = divmod(index, columns)
+        for band in range(bands):
+            mem.GetRasterBand(band + 1).WriteArray(reference[band], x * side, y * side)
+    path = f"{VSI}/eurosat_mosaic.nsat"
+    try:
+        out = gdal.Translate(path, mem, format="NSAT",
+                             creationOptions=creation_options(codec, setting) + [f"BLOCKSIZE={side}"])
+        out = None
+        size = gdal.VSIStatL(path).size
+        decoded, _, _ = read_all(path, codec, bands)
+    finally:
+        unlink_all(path)
+    values = []
+    for index, (_, reference, valid) in enumerate(chips):
+        y, x = divmod(index, columns)
+        tile = decoded[:, y * side:(y + 1) * side, x * side:(x + 1) * side]
+        values.append(psnr(reference, tile, valid, 255.0))
+    return dict(mosaic_bpp=8.0 * size / (len(chips) * side * side), mosaic_psnr=float(np.mean(values)))
 
 
 def find_one(pattern):
@@ -948,7 +991,9 @@ def codec_points(dataset, codec, complete_only=True):
 
 
 def rd_curve(dataset, codec, rate="file_bpp"):
-    return [(p[rate], p["psnr"]) for p in codec_points(dataset, codec)]
+    """(rate, PSNR) points; rate "mosaic_bpp" (EuroSAT) pairs with the mosaic's own PSNR."""
+    quality = "mosaic_psnr" if rate == "mosaic_bpp" else "psnr"
+    return [(p[rate], p[quality]) for p in codec_points(dataset, codec) if p.get(rate) is not None]
 
 
 def compute_bd(results):
@@ -1045,8 +1090,13 @@ def compute_floors(results):
             p_value, p_met, _ = at_rate_verdict(rd_curve(eurosat, codec, "payload_bpp"), rate, required)
             add(floor, codec, f"{fmt(value, 2)} dB vs WebP {webp['psnr']:.2f} dB (needs {required:.2f})",
                 met, note, f"{fmt(p_value, 2)} dB ({verdict_text(p_met)})")
+            mosaic = rd_curve(eurosat, codec, "mosaic_bpp")
+            if mosaic:
+                value, met, note = at_rate_verdict(mosaic, rate, required)
+                add(floor, f"{codec}, {MOSAIC_LABEL}",
+                    f"{fmt(value, 2)} dB vs WebP {webp['psnr']:.2f} dB (needs {required:.2f})", met, note)
 
-    def bd_floor(floor, key, baseline, limit, rate_range=None):
+    def bd_floor(floor, key, baseline, limit, rate_range=None, mosaic=False):
         dataset, codecs, why = curves_or_note(key)
         if why:
             add(floor, "-", "n/a", None, why)
@@ -1073,8 +1123,14 @@ def compute_floors(results):
             payload = "n/a" if bd_payload is None else f"{bd_payload:+.1f} % ({verdict_text(bd_payload <= limit)})"
             add(floor, codec, "n/a" if bd_file is None else f"{bd_file:+.1f} %",
                 bd_file is not None and bd_file <= limit, note, payload)
+            test = rd_curve(dataset, codec, "mosaic_bpp") if mosaic else []
+            if test:
+                bd_mosaic, info = bd_rate(rd_curve(dataset, baseline), test)
+                add(floor, f"{codec}, {MOSAIC_LABEL}", "n/a" if bd_mosaic is None else f"{bd_mosaic:+.1f} %",
+                    bd_mosaic is not None and bd_mosaic <= limit,
+                    "" if bd_mosaic is not None else f"BD-rate not measurable: {info.get('why')}")
 
-    bd_floor("EuroSAT RGB: BD-rate vs WebP <= -25 %", "eurosat", "WEBP", -25.0)
+    bd_floor("EuroSAT RGB: BD-rate vs WebP <= -25 %", "eurosat", "WEBP", -25.0, mosaic=True)
     bd_floor("NAIP: BD-rate vs JP2OpenJPEG <= -20 %", "naip", "JP2OpenJPEG", -20.0)
     bd_floor("Aerial OSBS_029: BD-rate vs JP2OpenJPEG <= -20 %", "aerial", "JP2OpenJPEG", -20.0)
     bd_floor("Aerial DOTA demo: BD-rate vs JP2OpenJPEG <= -20 %", "dota", "JP2OpenJPEG", -20.0)
@@ -1137,6 +1193,10 @@ def plot(results, out):
                              label=f"{codec} (payload only)")
                 axes[1].plot(xp, [p["msssim"] for p in points], dashed, color=colour, alpha=0.7,
                              label=f"{codec} (payload only)")
+            mosaic = [p for p in points if p.get("mosaic_bpp") is not None]
+            if is_multirate(codec) and mosaic:
+                axes[0].plot([p["mosaic_bpp"] for p in mosaic], [p["mosaic_psnr"] for p in mosaic],
+                             styles[codec][0] + ":", color=line.get_color(), label=f"{codec} ({MOSAIC_LABEL})")
         peak = "65535" if dataset.get("dtype") not in (None, "Byte") else "255"
         axes[0].set_ylabel(f"PSNR (dB, peak {peak})")
         scales = sorted({p["msssim_scales"] for p in dataset["points"]})
@@ -1202,7 +1262,12 @@ def write_report(results, out):
         "per band, then averaged. Only windows with all pixels valid count; negative terms are "
         "clipped to 0.")
     add("- EuroSAT: bpp, PSNR and MS-SSIM are averaged over the images at each setting; every "
-        "image is its own file, so its rate includes one NSAT header per 64x64 image.")
+        "image is its own file, so its rate includes one NSAT header per 64x64 image. MULTIRATE "
+        f"is also measured as {MOSAIC_LABEL} (columns 'mosaic'): the same images as the 64 px "
+        f"tiles (BLOCKSIZE=64) of one NSAT file ({MOSAIC_COLUMNS} across), as an ML dataset may "
+        "store them; its bpp is file bytes over all the images' pixels, its PSNR the mean over "
+        "the tiles (each tile is coded on its own, so it equals the per-image mean). The floors "
+        "are given for both.")
     add("- BD-rate: log(rate) fitted as a cubic in PSNR (lower degree with fewer than 4 points), "
         "integrated over the overlapping PSNR range. Negative: MULTIRATE needs fewer bits. "
         "Column 'file' uses file bpp on both sides. Column 'payload' uses NSAT payload bpp "
@@ -1250,6 +1315,9 @@ def write_report(results, out):
         else:
             header += "PSNR dB (peak 255) | "
         header += "MS-SSIM | scales |"
+        mosaic = key == "eurosat" and any(p.get("mosaic_bpp") is not None for p in dataset["points"])
+        if mosaic:
+            header += " mosaic bpp | mosaic PSNR dB |"
         add(header)
         add("|" + "---|" * (header.count("|") - 1))
         for codec in CODECS:
@@ -1259,6 +1327,8 @@ def write_report(results, out):
                 if uint:
                     cells.append(fmt(p.get("psnr_maxpeak"), 2))
                 cells += [fmt(p["msssim"], 4), str(p["msssim_scales"])]
+                if mosaic:
+                    cells += [fmt(p.get("mosaic_bpp")), fmt(p.get("mosaic_psnr"), 2)]
                 add("| " + " | ".join(cells) + " |")
         if not dataset["points"]:
             add("| (no points) |")

@@ -43,6 +43,10 @@ GOLDEN = {
                                         ["CODEC=FIXED_QUALITY", "TARGET_PSNR=32.3",
                                          "QUALITY_BLOCK=32", "BLOCKSIZE=128", "OVERVIEWS=NONE",
                                          "MODEL=fixed-quality-rgb8-v2"]),
+    "naip_fixed_quality_rgb8_v3.nsat": ("naip_4band_byte.tif", [300, 200, 256, 192],
+                                        ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34",
+                                         "QUALITY_BLOCK=16", "BLOCKSIZE=128", "OVERVIEWS=NONE",
+                                         "MODEL=fixed-quality-rgb8-v3"]),
     "landsat8_fixed_quality_ms16_v2.nsat": ("landsat8_b4_uint16.tif", [600, 600, 256, 256],
                                             ["CODEC=FIXED_QUALITY", "TARGET_PSNR=38",
                                              "QUALITY_BLOCK=16", "REFINE=1", "OVERVIEWS=NONE",
@@ -81,6 +85,10 @@ GOLDEN = {
     "s1_grd_odd_tiles_multirate_sar_db_v3.nsat": ("s1_grd_vv_db_float32.tif", [0, 0, 189, 173],
                                                   ["CODEC=MULTIRATE", "QUALITY=60",
                                                    "BLOCKSIZE=64", "MODEL=multirate-sar-db-v3"]),
+    # The Byte default on the 8 px grid (multirate-rgb8-v5): RGB + NIR, 61 x 45 px edge tiles.
+    "naip_multirate_rgb8_v5.nsat": ("naip_4band_byte.tif", [300, 200, 189, 173],
+                                    ["CODEC=MULTIRATE", "QUALITY=60", "BLOCKSIZE=128",
+                                     "OVERVIEWS=NONE", "MODEL=multirate-rgb8-v5"]),
     # VQ: every model, 1 to 3 levels, edge tiles, overviews, a multiple of the band count.
     "eurosat_rgb_vq_rgb8_v1.nsat": ("eurosat_rgb_river.jpg", None,
                                     ["CODEC=VQ", "LEVELS=3", "BLOCKSIZE=48", "MODEL=vq-rgb8-v1"]),

@@ -119,6 +119,14 @@ EXTENSION_SAMPLES = {2: [
                                 "MODEL=multirate-sar-db-v3"]),
     ("s1_grd_vv_db_float32.tif", ["CODEC=MULTIRATE", "MODEL=multirate-sar-db-v3"]),
     ("s1_vv_vh_db_float32.tif", ["CODEC=MULTIRATE", "MODEL=multirate-sar-db-v3"]),
+], 8: [  # the Byte default on an 8 px latent grid (multirate-rgb8-v5) and its FIXED_QUALITY
+    # calibration, named as for 7
+    ("naip_4band_byte.tif", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=33", "MODEL=fixed-quality-rgb8-v3"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34", "MODEL=fixed-quality-rgb8-v3"]),
+    ("naip_4band_byte.tif", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v5"]),
+    ("landsat7_rgb_byte.tif", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v5"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "QUALITY=90", "MODEL=multirate-rgb8-v5"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v5"]),
 ]}
 
 

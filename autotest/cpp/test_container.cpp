@@ -215,6 +215,10 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
   EXPECT_EQ(seventh.size(), 66853u);
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(seventh.data()), seventh.size()), 0x799C18E4u);
   EXPECT_EQ(seventh.substr(0, sixth.size()), sixth);  // 7 extends 6
+  const std::string eighth = headerDictionary(HeaderEncoding::ZstdDictionary8);
+  EXPECT_EQ(eighth.size(), 72378u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(eighth.data()), eighth.size()), 0xCAB131F2u);
+  EXPECT_EQ(eighth.substr(0, seventh.size()), seventh);  // 8 extends 7
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {

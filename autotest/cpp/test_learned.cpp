@@ -204,7 +204,7 @@ std::string errorOf(const std::function<void()>& call) {
 TEST(Multirate, WrongOrMissingModelIsRefusedByName) {
   const CodecDescriptor* descriptor = findCodec("MULTIRATE");
   auto parameters = descriptor->parametersFromOptions({}, DataType::Byte, 3);
-  EXPECT_EQ(parameters.at("model"), "multirate-rgb8-v4");
+  EXPECT_EQ(parameters.at("model"), "multirate-rgb8-v5");
   auto altered = parameters;
   altered["model_sha256"] = std::string(64, '0');
   std::string message = errorOf([&] { descriptor->create(altered); });
@@ -614,7 +614,9 @@ TEST(Diffusion, RefinementIsDeterministicCloseToTheBaseAndSharper) {
       {{{"MODEL", "diffusion-vq-rgb8-v1"}, {"LEVELS", "2"}},
        [] { return vq({{"LEVELS", "2"}}, DataType::Byte, 3); }},
       {{{"MODEL", "diffusion-rgb8-v1"}, {"QUALITY", "50"}},
-       [] { return multirate({{"QUALITY", "50"}}, DataType::Byte, 3); }}};
+       [] {
+         return multirate({{"QUALITY", "50"}, {"MODEL", "multirate-rgb8-v4"}}, DataType::Byte, 3);
+       }}};
   const auto scene = readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 128, 128, 256, 256);
   for (const Case& c : cases) {
     const auto parameters = diffusionParameters(c.options, condition(300.0, 25.0));

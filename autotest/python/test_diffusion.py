@@ -84,7 +84,7 @@ def test_refinement_no_is_the_base_codecs_decode(naip, tmp_path):
                                 f"MODEL={MULTIRATE_MODEL}", "QUALITY=50", "GSD=10")
     plain = str(tmp_path / "plain.nsat")
     gdal.Translate(plain, data("eurosat_rgb_river.jpg"), format="NSAT",
-                   creationOptions=["CODEC=MULTIRATE", "QUALITY=50"])
+                   creationOptions=["CODEC=MULTIRATE", "QUALITY=50", f"MODEL={MULTIRATE_BASE}"])
     assert np.array_equal(read_all(gdal.OpenEx(multirate_based, open_options=["REFINEMENT=NO"])),
                           read_all(gdal.Open(plain)))
     assert f"{MULTIRATE_BASE}:" in gdal.Open(multirate_based).GetMetadataItem("NSAT_MODELS",
