@@ -551,7 +551,7 @@ def eurosat_mosaic(chips, codec, setting):
     """The EuroSAT images as the 64 px tiles of one NSAT file (BLOCKSIZE=64), as an ML
     dataset may store them: one header for all. Each tile is coded on its own, so the pixels
     are those of the per-image files; returns the mosaic's bpp (file bytes / all pixels)
-    and the mean PSNR over its tiles, which the report checks against the per-image mean."""
+    and the mean PSNR over its tiles, which the report lists beside the per-image mean."""
     side = chips[0][1].shape[1]
     if any(reference.shape != chips[0][1].shape for _, reference, _ in chips):
         raise RuntimeError("mosaic: the images differ in size")
