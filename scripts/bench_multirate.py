@@ -494,7 +494,7 @@ def run_eurosat(results):
             codecs.append(codec)
     src_path = f"{VSI}/eurosat_src.tif"
     t0 = time.perf_counter()
-    chips = []  # (name, reference, valid) of every image read, for the mosaic
+    chips = []  # (reference, valid) of every image read, for the mosaic
     for index, path in enumerate(files):
         name = os.path.basename(path)
         try:
@@ -510,7 +510,7 @@ def run_eurosat(results):
             unlink_all(src_path)
             continue
         pixels = src.RasterXSize * src.RasterYSize
-        chips.append((name, reference, valid))
+        chips.append((reference, valid))
         for codec in codecs:
             for setting in settings_for(codec):
                 try:
@@ -552,14 +552,13 @@ def eurosat_mosaic(chips, codec, setting):
     dataset may store them: one header for all. Each tile is coded on its own, so the pixels
     are those of the per-image files; returns the mosaic's bpp (file bytes / all pixels)
     and the mean PSNR over its tiles, which the report lists beside the per-image mean."""
-    side = chips[0][1].shape[1]
-    if any(reference.shape != chips[0][1].shape for _, reference, _ in chips):
+    bands, side = chips[0][0].shape[:2]
+    if any(reference.shape != chips[0][0].shape for reference, _ in chips):
         raise RuntimeError("mosaic: the images differ in size")
     columns = max(c for c in range(1, MOSAIC_COLUMNS + 1) if len(chips) % c == 0)
-    bands = chips[0][1].shape[0]
     mem = gdal.GetDriverByName("MEM").Create("", columns * side, len(chips) // columns * side, bands,
                                              gdal.GDT_Byte)
-    for index, (_, reference, _) in enumerate(chips):
+    for index, (reference, _) in enumerate(chips):
         y, x = divmod(index, columns)
         for band in range(bands):
             mem.GetRasterBand(band + 1).WriteArray(reference[band], x * side, y * side)
@@ -573,7 +572,7 @@ def eurosat_mosaic(chips, codec, setting):
     finally:
         unlink_all(path)
     values = []
-    for index, (_, reference, valid) in enumerate(chips):
+    for index, (reference, valid) in enumerate(chips):
         y, x = divmod(index, columns)
         tile = decoded[:, y * side:(y + 1) * side, x * side:(x + 1) * side]
         values.append(psnr(reference, tile, valid, 255.0))

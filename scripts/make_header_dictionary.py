@@ -3,10 +3,11 @@
 format-1.1 headers are compressed against (container/FORMAT.md, "Header encodings").
 
 Each was made once with the plugin of its day (1 to 4 on 2026-12-01, 5 and 6 on 2026-12-02,
-7 on 2026-12-03); the output is part of the file format: never rerun it over a committed file
+7 and 8 on 2026-12-03); the output is part of the file format: never rerun it over a committed file
 (every file that uses it would stop opening). A later dictionary (new models, new codecs) is
 a new file and a new header encoding number: `--extend` the newest one, which appends the
-models it does not name yet and typical headers of the current default models to its bytes.
+models it does not name yet and typical headers of the current default models (and of new
+models named with MODEL=) to its bytes.
 
 The dictionary is one typical header per line, in the compact form the writer produces
 (sorted keys, no default band fields, CRS by EPSG code), made by coding real scenes with
@@ -121,8 +122,10 @@ EXTENSION_SAMPLES = {2: [
     ("s1_vv_vh_db_float32.tif", ["CODEC=MULTIRATE", "MODEL=multirate-sar-db-v3"]),
 ], 8: [  # the Byte default on an 8 px latent grid (multirate-rgb8-v5) and its FIXED_QUALITY
     # calibration, named as for 7
-    ("naip_4band_byte.tif", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=33", "MODEL=fixed-quality-rgb8-v3"]),
-    ("eurosat_rgb_forest.jpg", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34", "MODEL=fixed-quality-rgb8-v3"]),
+    ("naip_4band_byte.tif", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=33",
+                             "MODEL=fixed-quality-rgb8-v3"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34",
+                                "MODEL=fixed-quality-rgb8-v3"]),
     ("naip_4band_byte.tif", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v5"]),
     ("landsat7_rgb_byte.tif", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v5"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "QUALITY=90", "MODEL=multirate-rgb8-v5"]),
