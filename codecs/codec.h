@@ -52,6 +52,16 @@ struct TileShape {
   size_t byteCount() const { return bytesPerBand() * bands; }
 };
 
+// A tile grown by `margin` pixels on each side, clipped to its level: the window a codec
+// with a context margin codes (Codec::contextMargin). Its placement is the window's corner.
+TileShape contextWindow(const TileShape& tile, int margin);
+
+// Fills `to` (planar) from `from`, both placed in one level: each pixel of `to` takes the
+// pixel of `from` at the same place, or at the nearest place inside `from` (edge samples
+// repeated). So it crops a window to its tile, and grows a tile into its window.
+void copyClamped(const TileShape& from, const void* fromPixels, const TileShape& to,
+                 void* toPixels);
+
 // A weight file a codec depends on; stored in every file that uses it so that a
 // file is never decoded with a model other than the one that wrote it.
 struct ModelRef {
@@ -79,6 +89,10 @@ struct EncodeGuide {
   // Per band, the nodata value the tile payload moves valid decoded samples off
   // (codecs/nodata_guard.h); set by encodeTilePayload, none where the band has no nodata.
   std::vector<std::optional<double>> nodata;
+  // Codecs with a contextMargin(): the planar pixels of contextWindow(tile, margin), the
+  // tile's neighbours around it (nodata filled as in the tile). Empty: the codec stands the
+  // tile's own edge samples in for them.
+  std::vector<uint8_t> context;
 };
 
 class Codec {
@@ -91,6 +105,10 @@ class Codec {
   // Everything the decoder needs to rebuild this codec; stored in the file header.
   virtual nlohmann::json parameters() const = 0;
   virtual std::vector<ModelRef> models() const { return {}; }
+  // Pixels of the neighbouring tiles (on each side, within the level) that encode wants in
+  // EncodeGuide::context: a learned codec codes the tile with them so that its synthesis
+  // sees across tile edges (no seams); decode still needs the tile's payload alone.
+  virtual int contextMargin() const { return 0; }
 
   // Both calls must be safe to run concurrently on one instance: no mutable state.
   virtual std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,

@@ -152,6 +152,23 @@ std::vector<uint8_t> encodeTilePayload(const Codec& codec, const TileShape& shap
 
   EncodeGuide withNodata = guide;
   withNodata.nodata = nodata;
+  // The neighbours around the tile get the same treatment: a collar next to the tile
+  // would ring into it as much as one inside.
+  if (!withNodata.context.empty()) {
+    const size_t contextCount =
+        withNodata.context.size() / (shape.bands * dataTypeSize(shape.type));
+    withSampleType(shape.type, [&](auto tag) {
+      using T = decltype(tag);
+      T* samples = reinterpret_cast<T*>(withNodata.context.data());
+      for (int band = 0; band < shape.bands; ++band) {
+        if (!nodata[band]) continue;
+        size_t nodataCount = 0;
+        T* plane = samples + band * contextCount;
+        const auto bits = bandBitmap(plane, contextCount, *nodata[band], nodataCount);
+        if (nodataCount) fillNodata(plane, bits, contextCount);
+      }
+    });
+  }
   const bool needsMask = anyNodataBand && !codec.isLossless();
   std::vector<uint8_t> out{needsMask ? kFlagMask : uint8_t(0)};
   if (!needsMask) {

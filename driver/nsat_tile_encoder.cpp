@@ -46,10 +46,12 @@ struct Window {
   int tilesAcross = 0, tilesDown = 0;
 };
 
-// A window's pixels, planar (band, row, column), and where they lie in their level.
+// A window's pixels, planar (band, row, column), and where they lie in their level: the
+// window's tiles and, around them, the codec's context margin (clipped to the level).
 struct WindowPixels {
   Window window;
-  int x = 0, y = 0, width = 0, height = 0;
+  TileShape area;  // the pixels read: the tiles and the margin
+  int coreX = 0, coreY = 0, coreWidth = 0, coreHeight = 0;  // the tiles alone
   std::vector<uint8_t> planar;
 };
 
@@ -99,24 +101,29 @@ struct LevelInput {
 };
 
 WindowPixels readWindow(const LevelInput& input, GDALRIOResampleAlg resampling,
-                        const Header& header, int level, const Window& window) {
+                        const Header& header, int level, const Window& window, int margin) {
   const LevelSize& size = header.levels[level];
   WindowPixels pixels;
   pixels.window = window;
-  pixels.x = window.tileX * header.blockWidth;
-  pixels.y = window.tileY * header.blockHeight;
-  pixels.width = std::min(window.tilesAcross * header.blockWidth, size.width - pixels.x);
-  pixels.height = std::min(window.tilesDown * header.blockHeight, size.height - pixels.y);
+  pixels.coreX = window.tileX * header.blockWidth;
+  pixels.coreY = window.tileY * header.blockHeight;
+  pixels.coreWidth = std::min(window.tilesAcross * header.blockWidth, size.width - pixels.coreX);
+  pixels.coreHeight = std::min(window.tilesDown * header.blockHeight, size.height - pixels.coreY);
+  TileShape core = header.tileShape(level, window.tileX, window.tileY);
+  core.width = pixels.coreWidth;
+  core.height = pixels.coreHeight;
+  pixels.area = contextWindow(core, margin);
+  const TilePlacement& at = pixels.area.placement;
   const size_t sampleSize = dataTypeSize(header.type);
-  pixels.planar.resize(size_t(pixels.width) * pixels.height * header.bands * sampleSize);
+  pixels.planar.resize(pixels.area.byteCount());
 
   const int inputWidth = input.dataset->GetRasterXSize();
   const int inputHeight = input.dataset->GetRasterYSize();
   const double scaleX = double(inputWidth) / size.width;
   const double scaleY = double(inputHeight) / size.height;
-  const double left = pixels.x * scaleX, top = pixels.y * scaleY;
-  const double right = std::min<double>(inputWidth, (pixels.x + pixels.width) * scaleX);
-  const double bottom = std::min<double>(inputHeight, (pixels.y + pixels.height) * scaleY);
+  const double left = at.x * scaleX, top = at.y * scaleY;
+  const double right = std::min<double>(inputWidth, (at.x + pixels.area.width) * scaleX);
+  const double bottom = std::min<double>(inputHeight, (at.y + pixels.area.height) * scaleY);
   const int firstColumn = int(std::floor(left)), firstRow = int(std::floor(top));
   const int endColumn = std::min(inputWidth, int(std::ceil(right)));
   const int endRow = std::min(inputHeight, int(std::ceil(bottom)));
@@ -131,34 +138,15 @@ WindowPixels readWindow(const LevelInput& input, GDALRIOResampleAlg resampling,
   extra.dfXSize = right - left;
   extra.dfYSize = bottom - top;
   const GSpacing pixelSpace = GSpacing(sampleSize);
-  const GSpacing lineSpace = pixelSpace * pixels.width;
-  const GSpacing bandSpace = lineSpace * pixels.height;
+  const GSpacing lineSpace = pixelSpace * pixels.area.width;
+  const GSpacing bandSpace = lineSpace * pixels.area.height;
   if (input.dataset->RasterIO(GF_Read, firstColumn, firstRow, endColumn - firstColumn,
-                              endRow - firstRow, pixels.planar.data(), pixels.width,
-                              pixels.height, toGdalType(header.type), header.bands, nullptr,
+                              endRow - firstRow, pixels.planar.data(), pixels.area.width,
+                              pixels.area.height, toGdalType(header.type), header.bands, nullptr,
                               pixelSpace, lineSpace, bandSpace, &extra) != CE_None) {
     throw Error("reading " + input.name + " failed", ErrorKind::FileIO);
   }
   return pixels;
-}
-
-// Copies the tile of `shape` out of the window that holds it into a planar tile buffer.
-std::vector<uint8_t> cutTile(const WindowPixels& pixels, const TileShape& shape) {
-  const size_t sampleSize = dataTypeSize(shape.type);
-  const size_t windowLine = size_t(pixels.width) * sampleSize;
-  const size_t tileLine = size_t(shape.width) * sampleSize;
-  const size_t column = size_t(shape.placement.x - pixels.x);
-  const size_t row = size_t(shape.placement.y - pixels.y);
-  std::vector<uint8_t> tile(shape.byteCount());
-  for (int band = 0; band < shape.bands; ++band) {
-    const uint8_t* in = pixels.planar.data() + size_t(band) * windowLine * pixels.height +
-                        row * windowLine + column * sampleSize;
-    uint8_t* out = tile.data() + size_t(band) * shape.bytesPerBand();
-    for (int line = 0; line < shape.height; ++line) {
-      std::memcpy(out + line * tileLine, in + line * windowLine, tileLine);
-    }
-  }
-  return tile;
 }
 
 // pid and a counter of this process: no two writers on one machine get the same name;
@@ -231,13 +219,17 @@ class TemporaryLevel {
 
   LevelInput input() const { return {dataset_, name_}; }
 
+  // The window's tiles, not its margin: the neighbouring windows store that.
   void store(const Header& header, WindowPixels& pixels) {
     const GSpacing pixelSpace = GSpacing(dataTypeSize(header.type));
-    const GSpacing lineSpace = pixelSpace * pixels.width;
-    if (dataset_->RasterIO(GF_Write, pixels.x, pixels.y, pixels.width, pixels.height,
-                           pixels.planar.data(), pixels.width, pixels.height,
+    const GSpacing lineSpace = pixelSpace * pixels.area.width;
+    const TilePlacement& at = pixels.area.placement;
+    uint8_t* core = pixels.planar.data() + (pixels.coreY - at.y) * lineSpace +
+                    (pixels.coreX - at.x) * pixelSpace;
+    if (dataset_->RasterIO(GF_Write, pixels.coreX, pixels.coreY, pixels.coreWidth,
+                           pixels.coreHeight, core, pixels.coreWidth, pixels.coreHeight,
                            toGdalType(header.type), header.bands, nullptr, pixelSpace, lineSpace,
-                           lineSpace * pixels.height, nullptr) != CE_None) {
+                           lineSpace * pixels.area.height, nullptr) != CE_None) {
       throw writeFailed();
     }
   }
@@ -307,6 +299,7 @@ AuxiliarySummary encodeAllLevels(GDALDataset& source, ContainerWriter& writer, c
     }
   };
   const LevelInput sourceInput{&source, "the source image"};
+  const int margin = codec.contextMargin();
   std::unique_ptr<TemporaryLevel> previousLevel;  // pixels of level - 1 when level >= 2
 
   for (int level = 0; level < levels; ++level) {
@@ -320,7 +313,7 @@ AuxiliarySummary encodeAllLevels(GDALDataset& source, ContainerWriter& writer, c
     const auto readRound = [&](const Round& round) {
       std::vector<WindowPixels> pixels;
       for (size_t w = round.first; w < round.end; ++w) {
-        pixels.push_back(readWindow(input, settings.resampling, header, level, windows[w]));
+        pixels.push_back(readWindow(input, settings.resampling, header, level, windows[w], margin));
       }
       return pixels;
     };
@@ -343,10 +336,20 @@ AuxiliarySummary encodeAllLevels(GDALDataset& source, ContainerWriter& writer, c
         const TileShape shape = header.tileShape(level, jobs[j].tileX, jobs[j].tileY);
         const WindowPixels& pixels = *jobs[j].pixels;
         // A window of this one tile (large tiles) is its planar buffer already.
-        const bool wholeWindow = pixels.width == shape.width && pixels.height == shape.height;
-        const std::vector<uint8_t> cut = wholeWindow ? std::vector<uint8_t>() : cutTile(pixels, shape);
+        const bool wholeWindow =
+            pixels.area.width == shape.width && pixels.area.height == shape.height;
+        std::vector<uint8_t> cut;
+        if (!wholeWindow) {
+          cut.resize(shape.byteCount());
+          copyClamped(pixels.area, pixels.planar.data(), shape, cut.data());
+        }
         EncodeGuide guide;
         if (settings.regionOfInterest) guide.regionOfInterest = settings.regionOfInterest->tileMask(shape);
+        if (margin > 0) {
+          const TileShape context = contextWindow(shape, margin);
+          guide.context.resize(context.byteCount());
+          copyClamped(pixels.area, pixels.planar.data(), context, guide.context.data());
+        }
         payloads[j] = encodeTilePayload(codec, shape, wholeWindow ? pixels.planar.data() : cut.data(),
                                         header.nodata, guide);
         if (summarise && level == 0) summaries[j] = summariseTile(codec, shape, payloads[j]);

@@ -30,7 +30,8 @@ and of JP2OpenJPEG at the same file rate, best of 3, on the Landsat 8 and NAIP s
 
 Also (issue 12): tile seams of MULTIRATE QUALITY=75 at the default BLOCKSIZE on the NAIP and
 Landsat 7 scenes (PSNR of the 8 px strips across interior tile boundaries against the PSNR of
-the tile interiors, and a crop across a tile corner, seam_<dataset>.png); the demo-scene
+the tile interiors, and against the same strips coded with OVERLAP=0 and as one tile, and a
+crop across a tile corner, seam_<dataset>.png); the demo-scene
 table (JPEG at QUALITY 50/75/90 against MULTIRATE interpolated at the same file size); and a
 "Floors (issue 12)" section whose verdicts are computed from the measurements.
 
@@ -294,14 +295,14 @@ def read_all(path, codec, bands):
     return array, payload, meta
 
 
-def round_trip(src, codec, setting, stem):
-    """Encodes src with codec/setting to /vsimem/, decodes it, deletes it.
+def round_trip(src, codec, setting, stem, extra_options=()):
+    """Encodes src with codec/setting (and extra_options) to /vsimem/, decodes it, deletes it.
     Returns (file bytes, NSAT payload bpp or None, decoded array, read_all's dict)."""
     spec = CODECS[codec]
     path = f"{VSI}/{stem}{spec['ext']}"
     try:
         out = gdal.Translate(path, src, format=spec["driver"],
-                             creationOptions=creation_options(codec, setting))
+                             creationOptions=creation_options(codec, setting) + list(extra_options))
         if out is None:
             raise RuntimeError(gdal.GetLastErrorMsg() or "gdal.Translate returned None")
         out = None
@@ -817,8 +818,23 @@ def run_seams(results, key, src, scene, reference, valid, out):
         else:
             row["difference_db"], row["met"] = None, None
             row["error"] = "no interior tile boundary in the image" if not row["strip_pixels"] else "no interior pixels"
+        # The seam itself: the same strips with OVERLAP=0, and coded as one tile (no seam at
+        # all), so that what the strips' content costs cancels.
+        for variant, options in (("no_overlap", ["OVERLAP=0"]),
+                                 ("one_tile", [f"BLOCKSIZE={(max(width, height) + 15) // 16 * 16}"])):
+            try:
+                v_size, _, v_decoded, _ = round_trip(src, codec, SEAM_QUALITY, f"seam_{key}_{variant}",
+                                                     options)
+            except Exception as error:  # noqa: BLE001
+                record_failure(f"seams {key} {variant}", codec, SEAM_QUALITY, str(error).strip())
+                continue
+            row[f"file_bpp_{variant}"] = 8.0 * v_size / (width * height)
+            row[f"psnr_strip_{variant}"] = psnr(reference, v_decoded, valid & strip, scene["peak"])
+            row[f"psnr_interior_{variant}"] = psnr(reference, v_decoded, valid & ~strip, scene["peak"])
         log(f"  {codec}: block {block_x}x{block_y}, strip {fmt(row['psnr_strip'], 2)} dB, interior "
-            f"{fmt(row['psnr_interior'], 2)} dB, difference {fmt(row['difference_db'], 2)} dB")
+            f"{fmt(row['psnr_interior'], 2)} dB, difference {fmt(row['difference_db'], 2)} dB; strip "
+            f"with OVERLAP=0 {fmt(row.get('psnr_strip_no_overlap'), 2)} dB, as one tile "
+            f"{fmt(row.get('psnr_strip_one_tile'), 2)} dB")
         decoded_list.append(decoded)
         labels.append(codec)
         blocks.append((block_x, block_y))
@@ -1392,6 +1408,23 @@ def write_report(results, out):
                 f"{fmt(row['psnr_interior'], 2)} | {fmt(row['difference_db'], 2)} | {ok} |")
         add("")
         add("Boundaries are pixel positions in the measured window.")
+        add("")
+        add("The seam itself, with what the strips' content costs cancelled: the same strips coded "
+            "with `OVERLAP=0` (each tile coded alone, the files before OVERLAP) and as one tile "
+            "(BLOCKSIZE = the image: no tile edge at all). Seam = one-tile strip PSNR - strip PSNR.")
+        add("")
+        add("| dataset | MULTIRATE | file bpp default / OVERLAP=0 / one tile | strip PSNR dB default / "
+            "OVERLAP=0 / one tile | seam dB default / OVERLAP=0 |")
+        add("|---|---|---|---|---|")
+        for row in results["seams"]:
+            if row.get("psnr_strip_one_tile") is None or row.get("psnr_strip") is None:
+                continue
+            one = row["psnr_strip_one_tile"]
+            none = row.get("psnr_strip_no_overlap")
+            add(f"| {row['dataset']} | {row['codec']} | {fmt(row['file_bpp'])} / "
+                f"{fmt(row.get('file_bpp_no_overlap'))} / {fmt(row.get('file_bpp_one_tile'))} | "
+                f"{fmt(row['psnr_strip'], 2)} / {fmt(none, 2)} / {fmt(one, 2)} | "
+                f"{fmt(one - row['psnr_strip'], 2)} / {fmt(None if none is None else one - none, 2)} |")
         add("")
         for key, crop in results.get("seam_images", {}).items():
             corner = (f"tile corner ({crop['corner_x']}, {crop['corner_y']})" if crop["corner_x"] is not None

@@ -199,6 +199,52 @@ TEST(JpegCodec, RefusesStreamsOfAnotherSizeOrProgressiveBeforeDecoding) {
   EXPECT_THROW(decompressJpeg(larger.data(), larger.size(), 64, 64, 1, out.data()), Error);
 }
 
+// A tile of a 600 x 300 level in tiles of 256: grown by the margin, clipped to the level.
+TEST(TileGeometry, ContextWindowIsTheTileGrownAndClipped) {
+  TileShape tile{256, 256, 3, DataType::Byte, {0, 256, 0, 600, 300, 600, 300}};
+  const TileShape window = contextWindow(tile, 8);
+  EXPECT_EQ(window.placement.x, 248);
+  EXPECT_EQ(window.placement.y, 0);
+  EXPECT_EQ(window.width, 256 + 16);
+  EXPECT_EQ(window.height, 256 + 8);
+  TileShape corner = tile;
+  corner.placement.x = 512;
+  corner.width = 88;
+  const TileShape cornerWindow = contextWindow(corner, 8);
+  EXPECT_EQ(cornerWindow.placement.x, 504);
+  EXPECT_EQ(cornerWindow.width, 96);
+  EXPECT_EQ(contextWindow(tile, 0).width, 256);
+  // A tile placed nowhere (no level size) has no neighbours.
+  const TileShape nowhere{64, 64, 1, DataType::Byte, {}};
+  EXPECT_EQ(contextWindow(nowhere, 8).width, 64);
+  EXPECT_EQ(contextWindow(nowhere, 8).placement.x, 0);
+}
+
+TEST(TileGeometry, CopyClampedCropsAndRepeatsEdges) {
+  // A 4 x 3 UInt16 window of two bands at (10, 20); its 2 x 2 inner tile at (11, 21).
+  TileShape window{4, 3, 2, DataType::UInt16, {0, 10, 20, 100, 100, 100, 100}};
+  std::vector<uint16_t> pixels(4 * 3 * 2);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = uint16_t(i);
+  TileShape inner = window;
+  inner.width = inner.height = 2;
+  inner.placement.x = 11;
+  inner.placement.y = 21;
+  std::vector<uint16_t> cropped(2 * 2 * 2);
+  copyClamped(window, pixels.data(), inner, cropped.data());
+  EXPECT_EQ(cropped, (std::vector<uint16_t>{5, 6, 9, 10, 17, 18, 21, 22}));
+  // Grown back by one pixel on each side: the inner tile's edge samples repeat.
+  TileShape grown = inner;
+  grown.width = grown.height = 4;
+  grown.placement.x = 10;
+  grown.placement.y = 20;
+  std::vector<uint16_t> back(4 * 4 * 2);
+  copyClamped(inner, cropped.data(), grown, back.data());
+  EXPECT_EQ(std::vector<uint16_t>(back.begin(), back.begin() + 4), (std::vector<uint16_t>{5, 5, 6, 6}));
+  EXPECT_EQ(std::vector<uint16_t>(back.begin() + 12, back.begin() + 16),
+            (std::vector<uint16_t>{9, 9, 10, 10}));
+  EXPECT_EQ(back[16], 17);
+}
+
 TEST(Codecs, CorruptPayloadsAreErrors) {
   const auto scene = readScene("landsat7_rgb_byte.tif", DataType::Byte, GDT_Byte, 200, 200, 64,
                                64);

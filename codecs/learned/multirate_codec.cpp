@@ -21,6 +21,14 @@ constexpr const char* kSarModel = "multirate-sar-db-v3";
 // "spectral_transform"). Files without the transform keep writing 1.
 constexpr uint8_t kBandPayloadVersion = 1;
 constexpr uint8_t kSpectralPayloadVersion = 2;
+// Versions 3 and 4: 1 and 2 coded on the tile's context window (OVERLAP), so that a reader
+// that crops nothing refuses them by version instead of decoding garbage.
+constexpr uint8_t kOverlapVersionStep = 2;
+
+uint8_t payloadVersion(bool spectral, int overlap) {
+  return uint8_t((spectral ? kSpectralPayloadVersion : kBandPayloadVersion) +
+                 (overlap > 0 ? kOverlapVersionStep : 0));
+}
 // SPECTRAL_TRANSFORM=AUTO: from this many bands on (16-bit and Float32 stacks).
 constexpr int kAutoSpectralBands = 4;
 constexpr int kMaxSpectralBands = 255;  // the payload's u8 band count
@@ -60,29 +68,69 @@ class MultirateCodec final : public Codec {
     if (parameters_.contains("target_bpp")) targetBpp_ = parameters_["target_bpp"].get<double>();
     spectral_ = parameters_.value("spectral_transform", "NONE") == "KLT";
     amplitudeDb_ = parameters_.value("sample_transform", "NONE") == "AMPLITUDE_DB";
+    overlap_ = parameters_.value("overlap", 0);  // files before OVERLAP have none
+    const auto& declared = declarationOf(learnedCodecDeclaration("MULTIRATE").options, "OVERLAP");
+    if (overlap_ < 0 || overlap_ > *declared.maximum) {
+      throw Error("MULTIRATE parameters: overlap " + std::to_string(overlap_) + " is out of range");
+    }
   }
 
   std::string name() const override { return "MULTIRATE"; }
   bool isLossless() const override { return false; }
   nlohmann::json parameters() const override { return parameters_; }
   std::vector<ModelRef> models() const override { return {engine_.modelRef()}; }
+  int contextMargin() const override { return overlap_; }
 
   // Payload (FORMAT.md). Version 1: per band group lambda (float32), the sample mapping
   // (16-bit and Float32), stream length (u32) and the rANS stream of z then y. Version 2
   // (spectral transform): band count, int8 weights, the tile's lambda (float32), then per
   // component its mapping, stream length (LEB128) and stream.
-  std::vector<uint8_t> encode(const TileShape& shape, const void* pixels,
-                              const EncodeGuide&) const override {
-    engine_.checkShape(shape);
-    std::vector<uint8_t> payload{spectral_ ? kSpectralPayloadVersion : kBandPayloadVersion};
+  // With an overlap the payload codes the tile's context window (contextWindow), whose
+  // decode is cropped to the tile.
+  std::vector<uint8_t> encode(const TileShape& tile, const void* tilePixels,
+                              const EncodeGuide& guide) const override {
+    engine_.checkShape(tile);
+    const TileShape window = contextWindow(tile, overlap_);
+    if (window.width == tile.width && window.height == tile.height) {
+      return encodeWindow(tile, tilePixels, tile);
+    }
+    if (!guide.context.empty()) {
+      if (guide.context.size() != window.byteCount()) {
+        throw Error("MULTIRATE: the tile's context has the wrong size");
+      }
+      return encodeWindow(window, guide.context.data(), tile);
+    }
+    std::vector<uint8_t> grown(window.byteCount());
+    copyClamped(tile, tilePixels, window, grown.data());
+    return encodeWindow(window, grown.data(), tile);
+  }
+
+  void decode(const TileShape& tile, const uint8_t* data, size_t size, void* pixels,
+              const Parallelism& parallelism) const override {
+    engine_.checkShape(tile);
+    const TileShape window = contextWindow(tile, overlap_);
+    if (window.width == tile.width && window.height == tile.height) {
+      decodeWindow(tile, data, size, pixels, parallelism);
+      return;
+    }
+    std::vector<uint8_t> decoded(window.byteCount());
+    decodeWindow(window, data, size, decoded.data(), parallelism);
+    copyClamped(window, decoded.data(), tile, pixels);
+  }
+
+ private:
+  // `tile`: what TARGET_BPP's budget counts (the tile, not its margin).
+  std::vector<uint8_t> encodeWindow(const TileShape& shape, const void* pixels,
+                                    const TileShape& tile) const {
+    std::vector<uint8_t> payload{payloadVersion(spectral_, overlap_)};
     if (amplitudeDb_) {
       std::vector<float> decibels(shape.pixelsPerBand() * shape.bands);
       for (size_t i = 0; i < decibels.size(); ++i) decibels[i] = amplitudeToDb(sampleAt(shape, pixels, i));
-      codeGroups(componentShape(shape), decibels.data(), /*equalSlope=*/false, payload);
+      codeGroups(componentShape(shape), decibels.data(), /*equalSlope=*/false, tile, payload);
       return payload;
     }
     if (!spectral_) {
-      codeGroups(shape, pixels, /*equalSlope=*/false, payload);
+      codeGroups(shape, pixels, /*equalSlope=*/false, tile, payload);
       return payload;
     }
     const std::vector<double> samples = tileSamples(shape, pixels);
@@ -92,15 +140,14 @@ class MultirateCodec final : public Codec {
     const std::vector<float> componentPixels(components.begin(), components.end());
     payload.push_back(uint8_t(shape.bands));
     appendSpectralTransform(payload, transform);
-    codeGroups(componentShape(shape), componentPixels.data(), /*equalSlope=*/true, payload);
+    codeGroups(componentShape(shape), componentPixels.data(), /*equalSlope=*/true, tile, payload);
     return payload;
   }
 
-  void decode(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
-              const Parallelism& parallelism) const override {
-    engine_.checkShape(shape);
+  void decodeWindow(const TileShape& shape, const uint8_t* data, size_t size, void* pixels,
+                    const Parallelism& parallelism) const {
     const uint8_t version = size < 1 ? 0 : data[0];
-    if (version != (spectral_ ? kSpectralPayloadVersion : kBandPayloadVersion)) {
+    if (version != payloadVersion(spectral_, overlap_)) {
       throw Error("MULTIRATE tile has an unknown payload version");
     }
     ByteReader reader(data + 1, size - 1, "MULTIRATE tile");
@@ -137,7 +184,6 @@ class MultirateCodec final : public Codec {
     if (!reader.atEnd()) throw Error("MULTIRATE tile has trailing bytes");
   }
 
- private:
   // The components of a spectral transform, or amplitudes in dB: a Float32 tile of as
   // many bands.
   static TileShape componentShape(const TileShape& shape) {
@@ -175,7 +221,7 @@ class MultirateCodec final : public Codec {
   // 4^k finer than the coarsest one's, where k is how far lambda lies above lambda_min in
   // powers of 4, and gets componentLambda (a weak component: a fine step, a small lambda).
   void codeGroups(const TileShape& shape, const void* pixels, bool equalSlope,
-                  std::vector<uint8_t>& payload) const {
+                  const TileShape& tile, std::vector<uint8_t>& payload) const {
     const MultirateModel& model = engine_.model();
     const auto groups = engine_.groups(shape);
     std::vector<SampleMapping> own;
@@ -216,7 +262,7 @@ class MultirateCodec final : public Codec {
         out.insert(out.end(), group.stream.begin(), group.stream.end());
       }
     };
-    append(payload, targetBpp_ > 0 ? searchLambda(codeAt, append, shape, payload.size())
+    append(payload, targetBpp_ > 0 ? searchLambda(codeAt, append, tile, payload.size())
                                    : codeAt(lambda_));
   }
 
@@ -299,6 +345,7 @@ class MultirateCodec final : public Codec {
   double targetBpp_ = 0;
   bool spectral_ = false;
   bool amplitudeDb_ = false;
+  int overlap_ = 0;
 };
 
 nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type, int bands) {
@@ -344,12 +391,14 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
                     std::string(kSarModel) + ")",
                 ErrorKind::InvalidOption);
   }
+  const int overlap = integerOption(options, declarationOf(declared, "OVERLAP"));
   nlohmann::json parameters = {
       {"model", model->folder.id},
       {"model_sha256", model->folder.cardSha256},
       {"tables", model->tablesFingerprint},
-      {"payload_version", useSpectral ? kSpectralPayloadVersion : kBandPayloadVersion}};
+      {"payload_version", payloadVersion(useSpectral, overlap)}};
   if (useSpectral) parameters["spectral_transform"] = "KLT";
+  if (overlap > 0) parameters["overlap"] = overlap;
   if (amplitudeDb) parameters["sample_transform"] = "AMPLITUDE_DB";
   if (options.count("TARGET_BPP")) {
     parameters["target_bpp"] =
@@ -368,9 +417,8 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
 
 std::unique_ptr<Codec> createCodec(const nlohmann::json& parameters) {
   try {
-    const int version = parameters.value("spectral_transform", "NONE") == "KLT"
-                            ? kSpectralPayloadVersion
-                            : kBandPayloadVersion;
+    const int version = payloadVersion(parameters.value("spectral_transform", "NONE") == "KLT",
+                                       parameters.value("overlap", 0));
     return std::make_unique<MultirateCodec>(modelOfFile(parameters, "model", version), parameters);
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("MULTIRATE parameters are invalid: ") + e.what());
