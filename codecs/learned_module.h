@@ -16,7 +16,7 @@ namespace nsat {
 
 constexpr const char* kLearnedModuleFile = "nsat_learned.so";
 // Bumped whenever CodecDescriptor or Codec change in a way the module must match.
-constexpr int kLearnedModuleAbi = 8;  // 8: EncodeGuide::nodata
+constexpr int kLearnedModuleAbi = 9;  // 9: EncodeGuide::context, Codec::contextMargin
 
 // The relevance of each pixel of an RGB tile under RDIC's land-cover classifier.
 struct ClassifierExplanation {

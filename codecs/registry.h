@@ -30,6 +30,9 @@ struct CodecDeclaration {
   // Open options this codec reads; the driver passes those given to create() under
   // kOpenOptionsParameter (never stored in a file).
   std::vector<OptionDeclaration> openOptions;
+  // BLOCKSIZE when none is given; 0: the driver's default (MULTIRATE: larger tiles, so
+  // that its OVERLAP margins cost less).
+  int defaultBlockSize = 0;
   bool readsOption(const std::string& name) const;
 };
 

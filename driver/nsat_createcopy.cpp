@@ -64,6 +64,10 @@ WriteSettings parseSettings(CreationOptionList options) {
   // Not choiceOption: an unknown codec gets its own message (with what exists).
   settings.codecName = given.count("CODEC") ? given["CODEC"] : option("CODEC").defaultValue;
   settings.blockSize = integerOption(given, option("BLOCKSIZE"));
+  const CodecDeclaration* codec = findCodecDeclaration(CPLString(settings.codecName).toupper());
+  if (!given.count("BLOCKSIZE") && codec && codec->defaultBlockSize > 0) {
+    settings.blockSize = codec->defaultBlockSize;
+  }
   if (settings.blockSize % 16 != 0) {
     throw invalidOption("BLOCKSIZE=" + given["BLOCKSIZE"] + " is invalid: expected a multiple of 16");
   }

@@ -81,11 +81,18 @@ std::string codecOptionXml(const std::vector<CodecOption>& readers) {
 const std::vector<OptionDeclaration>& driverCreationOptions() {
   static const std::vector<OptionDeclaration> options = [] {
     std::vector<std::string> codecs;
-    for (const auto& codec : codecCatalogue()) codecs.push_back(codec.name);
+    std::string ownBlockSizes;
+    for (const auto& codec : codecCatalogue()) {
+      codecs.push_back(codec.name);
+      if (codec.defaultBlockSize > 0) {
+        ownBlockSizes += "; " + std::to_string(codec.defaultBlockSize) + " for " + codec.name;
+      }
+    }
     return std::vector<OptionDeclaration>{
         choiceOptionDeclaration("CODEC", codecs, "LOSSLESS", "tile codec (see Codecs)"),
         integerOptionDeclaration("BLOCKSIZE", 16, 4096, 256,
-                                 "tile width and height in pixels, a multiple of 16"),
+                                 "tile width and height in pixels, a multiple of 16 (default 256" +
+                                     ownBlockSizes + ")"),
         choiceOptionDeclaration(
             "OVERVIEWS", {"AUTO", "NONE"}, "AUTO",
             "AUTO stores internal overviews, halving until the larger side is at most 256 px"),
