@@ -111,7 +111,7 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "QUALITY_BLOCK", {"16", "32", "64", "GLOBAL"}, "32",
             "block side in pixels that gets its own lambda; GLOBAL: one lambda per tile. "
             "BLOCKSIZE must be a multiple of it"),
-        integerOptionDeclaration("REFINE", 0, 8, 2,
+        integerOptionDeclaration("REFINE", 0, 8, 4,
                                  "closed-loop passes that decode, measure each block and "
                                  "correct its lambda; 0 is the paper's open-loop prediction"),
         textOptionDeclaration("MODEL",

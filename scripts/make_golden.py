@@ -89,6 +89,15 @@ GOLDEN = {
     "naip_multirate_rgb8_v5.nsat": ("naip_4band_byte.tif", [300, 200, 189, 173],
                                     ["CODEC=MULTIRATE", "QUALITY=60", "BLOCKSIZE=128",
                                      "OVERVIEWS=NONE", "MODEL=multirate-rgb8-v5"]),
+    # OVERLAP (payload versions 3 and 4): tiles coded with 8 px of their neighbours, on the
+    # 16 px grid of the 16-bit model with edge tiles, and 4 bands through the KLT.
+    "landsat8_multirate_ms16_v3_overlap.nsat": ("landsat8_b4_uint16.tif", [600, 600, 189, 173],
+                                                ["CODEC=MULTIRATE", "QUALITY=70", "BLOCKSIZE=64",
+                                                 "OVERLAP=8", "MODEL=multirate-ms16-v3"]),
+    "eurosat_rgbn_klt_multirate_overlap.nsat": ("eurosat_ms_residential_rgbn.tif", None,
+                                                ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=32",
+                                                 "OVERLAP=8", "SPECTRAL_TRANSFORM=KLT",
+                                                 "MODEL=multirate-ms16-v3"]),
     # VQ: every model, 1 to 3 levels, edge tiles, overviews, a multiple of the band count.
     "eurosat_rgb_vq_rgb8_v1.nsat": ("eurosat_rgb_river.jpg", None,
                                     ["CODEC=VQ", "LEVELS=3", "BLOCKSIZE=48", "MODEL=vq-rgb8-v1"]),
