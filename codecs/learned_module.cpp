@@ -83,9 +83,9 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
             "AMPLITUDE_DB: UInt16 SAR amplitude (Sentinel-1 GRD DN) coded as 20 log10(DN) by "
             "the SAR model (its default MODEL), decoded as round(10^(dB/20)); DN 0 stays 0"),
         textOptionDeclaration("MODEL",
-                              "a folder in models/: multirate-rgb8-v5 (default for Byte; "
-                              "multirate-rgb8, multirate-rgb8-v3, multirate-rgb8-v4 the "
-                              "earlier ones), "
+                              "a folder in models/: multirate-rgb8-v6 (default for Byte; "
+                              "multirate-rgb8, multirate-rgb8-v3, multirate-rgb8-v4, "
+                              "multirate-rgb8-v5 the earlier ones), "
                               "multirate-ms16-v3 (default for UInt16/Int16; multirate-ms16, "
                               "multirate-ms16-v2 the earlier ones), multirate-sar-db-v3 "
                               "(default for Float32: Sentinel-1 backscatter in dB, and for "
@@ -115,9 +115,10 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
                                  "closed-loop passes that decode, measure each block and "
                                  "correct its lambda; 0 is the paper's open-loop prediction"),
         textOptionDeclaration("MODEL",
-                              "the calibration, a folder in models/: fixed-quality-rgb8-v2 "
-                              "(default for Byte, of multirate-rgb8-v4; fixed-quality-rgb8-v3 "
-                              "of multirate-rgb8-v5, fixed-quality-rgb8 of the first RGB model), "
+                              "the calibration, a folder in models/: fixed-quality-rgb8-v4 "
+                              "(default for Byte, of multirate-rgb8-v6; fixed-quality-rgb8-v3 "
+                              "of multirate-rgb8-v5, fixed-quality-rgb8-v2 of multirate-rgb8-v4, "
+                              "fixed-quality-rgb8 of the first RGB model), "
                               "fixed-quality-ms16-v2 (default for UInt16/Int16; fixed-quality-ms16)")};
     CodecDeclaration vq;
     vq.name = "VQ";

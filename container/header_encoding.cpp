@@ -37,6 +37,9 @@ const unsigned char kDictionary7[] = {
 const unsigned char kDictionary8[] = {
 #include "header_dictionary_v8.inc"
 };
+const unsigned char kDictionary9[] = {
+#include "header_dictionary_v9.inc"
+};
 
 // Header dictionary N is kDictionaries[N - 1].
 struct DictionaryBytes {
@@ -47,7 +50,8 @@ const DictionaryBytes kDictionaries[] = {
     {kDictionary1, sizeof(kDictionary1)}, {kDictionary2, sizeof(kDictionary2)},
     {kDictionary3, sizeof(kDictionary3)}, {kDictionary4, sizeof(kDictionary4)},
     {kDictionary5, sizeof(kDictionary5)}, {kDictionary6, sizeof(kDictionary6)},
-    {kDictionary7, sizeof(kDictionary7)}, {kDictionary8, sizeof(kDictionary8)}};
+    {kDictionary7, sizeof(kDictionary7)}, {kDictionary8, sizeof(kDictionary8)},
+    {kDictionary9, sizeof(kDictionary9)}};
 static_assert(std::size(kDictionaries) == size_t(kNewestHeaderEncoding),
               "one compiled-in dictionary per header encoding");
 

@@ -21,9 +21,11 @@ enum class HeaderEncoding : uint8_t {
   ZstdDictionary7 = 7,  // the same against dictionary 7 (6 plus multirate-sar-db-v3)
   ZstdDictionary8 = 8,  // the same against dictionary 8 (7 plus multirate-rgb8-v5 and
                         // fixed-quality-rgb8-v3)
+  ZstdDictionary9 = 9,  // the same against dictionary 9 (8 plus OVERLAP headers,
+                        // multirate-rgb8-v6 and fixed-quality-rgb8-v4)
 };
 // What writers write: the newest dictionary.
-constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary8;
+constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary9;
 
 // The bytes of header dictionary `encoding` (container/header_dictionary_v<N>.txt, built
 // into the library); empty for Json. A dictionary's bytes never change once files use it: a new

@@ -174,7 +174,7 @@ def record_failure(dataset, what, message):
 
 # FIXED_QUALITY's default calibration per sample type (codecs/learned/fixed_quality_codec.cpp);
 # the uniform-lambda MULTIRATE encodings use the model that calibration is for.
-CALIBRATIONS = {"Byte": "fixed-quality-rgb8-v2", "UInt16": "fixed-quality-ms16-v2"}
+CALIBRATIONS = {"Byte": "fixed-quality-rgb8-v4", "UInt16": "fixed-quality-ms16-v2"}
 
 
 def read_card(model):

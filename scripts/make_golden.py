@@ -47,6 +47,10 @@ GOLDEN = {
                                         ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34",
                                          "QUALITY_BLOCK=16", "BLOCKSIZE=128", "OVERVIEWS=NONE",
                                          "MODEL=fixed-quality-rgb8-v3"]),
+    "naip_fixed_quality_rgb8_v4.nsat": ("naip_4band_byte.tif", [300, 200, 256, 192],
+                                        ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34",
+                                         "QUALITY_BLOCK=32", "BLOCKSIZE=128", "OVERVIEWS=NONE",
+                                         "MODEL=fixed-quality-rgb8-v4"]),
     "landsat8_fixed_quality_ms16_v2.nsat": ("landsat8_b4_uint16.tif", [600, 600, 256, 256],
                                             ["CODEC=FIXED_QUALITY", "TARGET_PSNR=38",
                                              "QUALITY_BLOCK=16", "REFINE=1", "OVERVIEWS=NONE",
@@ -89,6 +93,11 @@ GOLDEN = {
     "naip_multirate_rgb8_v5.nsat": ("naip_4band_byte.tif", [300, 200, 189, 173],
                                     ["CODEC=MULTIRATE", "QUALITY=60", "BLOCKSIZE=128",
                                      "OVERVIEWS=NONE", "MODEL=multirate-rgb8-v5"]),
+    # multirate-rgb8-v6 with OVERLAP (8 px) in 64 px tiles, so that interior, edge (61 x 45)
+    # and corner tiles all code their context windows, and overviews.
+    "naip_multirate_rgb8_v6.nsat": ("naip_4band_byte.tif", [300, 200, 189, 173],
+                                    ["CODEC=MULTIRATE", "QUALITY=60", "BLOCKSIZE=64",
+                                     "OVERLAP=8", "MODEL=multirate-rgb8-v6"]),
     # OVERLAP (payload versions 3 and 4): tiles coded with 8 px of their neighbours, on the
     # 16 px grid of the 16-bit model with edge tiles, and 4 bands through the KLT.
     "landsat8_multirate_ms16_v3_overlap.nsat": ("landsat8_b4_uint16.tif", [600, 600, 189, 173],

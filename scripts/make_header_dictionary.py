@@ -130,6 +130,19 @@ EXTENSION_SAMPLES = {2: [
     ("landsat7_rgb_byte.tif", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v5"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "QUALITY=90", "MODEL=multirate-rgb8-v5"]),
     ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v5"]),
+], 9: [  # OVERLAP (payload versions 3 and 4, MULTIRATE's 512 px tiles), multirate-rgb8-v6 and
+    # its FIXED_QUALITY calibration (named as for 7), 2026-12-03
+    ("naip_4band_byte.tif", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=33",
+                             "MODEL=fixed-quality-rgb8-v4"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=FIXED_QUALITY", "TARGET_PSNR=34",
+                                "MODEL=fixed-quality-rgb8-v4"]),
+    ("naip_4band_byte.tif", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v6"]),
+    ("landsat7_rgb_byte.tif", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v6"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "QUALITY=90", "MODEL=multirate-rgb8-v6"]),
+    ("eurosat_rgb_forest.jpg", ["CODEC=MULTIRATE", "MODEL=multirate-rgb8-v6"]),
+    ("landsat8_b4_uint16.tif", ["CODEC=MULTIRATE"]),
+    ("eurosat_ms_residential.tif", ["CODEC=MULTIRATE"]),
+    ("s1_vv_vh_db_float32.tif", ["CODEC=MULTIRATE"]),
 ]}
 
 

@@ -219,6 +219,10 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
   EXPECT_EQ(eighth.size(), 72378u);
   EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(eighth.data()), eighth.size()), 0xCAB131F2u);
   EXPECT_EQ(eighth.substr(0, seventh.size()), seventh);  // 8 extends 7
+  const std::string ninth = headerDictionary(HeaderEncoding::ZstdDictionary9);
+  EXPECT_EQ(ninth.size(), 80831u);
+  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(ninth.data()), ninth.size()), 0x0E1C1215u);
+  EXPECT_EQ(ninth.substr(0, eighth.size()), eighth);  // 9 extends 8
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {
@@ -338,7 +342,7 @@ TEST(HeaderEncoding, MalformedCompressedHeadersAreRefused) {
 
   // An encoding this reader does not know is refused by number.
   auto bytes = fileBytes(writeSample("/vsimem/container_encoding.nsat"));
-  bytes[24] = 9;
+  bytes[24] = uint8_t(uint8_t(kNewestHeaderEncoding) + 1);
   putFile("/vsimem/container_encoding.nsat", bytes);
   try {
     ContainerReader::open("/vsimem/container_encoding.nsat");

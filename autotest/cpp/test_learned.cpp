@@ -239,7 +239,7 @@ std::string errorOf(const std::function<void()>& call) {
 TEST(Multirate, WrongOrMissingModelIsRefusedByName) {
   const CodecDescriptor* descriptor = findCodec("MULTIRATE");
   auto parameters = descriptor->parametersFromOptions({}, DataType::Byte, 3);
-  EXPECT_EQ(parameters.at("model"), "multirate-rgb8-v5");
+  EXPECT_EQ(parameters.at("model"), "multirate-rgb8-v6");
   auto altered = parameters;
   altered["model_sha256"] = std::string(64, '0');
   std::string message = errorOf([&] { descriptor->create(altered); });
@@ -282,8 +282,8 @@ TEST(FixedQuality, WritesPayloadVersionTwoAndRefusesAMismatch) {
   ASSERT_NE(descriptor, nullptr);
   const auto parameters = descriptor->parametersFromOptions(
       {{"TARGET_PSNR", "32"}, {"QUALITY_BLOCK", "16"}, {"REFINE", "1"}}, DataType::Byte, 4);
-  EXPECT_EQ(parameters.at("model"), "fixed-quality-rgb8-v2");
-  EXPECT_EQ(parameters.at("base_model"), "multirate-rgb8-v4");
+  EXPECT_EQ(parameters.at("model"), "fixed-quality-rgb8-v4");
+  EXPECT_EQ(parameters.at("base_model"), "multirate-rgb8-v6");
   EXPECT_EQ(parameters.at("payload_version"), 2);
   const auto codec = descriptor->create(parameters);
   const auto bytes = codec->encode(scene.shape, scene.pixels.data());

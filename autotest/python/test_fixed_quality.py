@@ -2,8 +2,8 @@
 lambda so that it reaches TARGET_PSNR, and the PSNR each block achieved is readable as
 the subdataset NSAT_AUX:<file>.
 
-The default calibrations (fixed-quality-rgb8-v2, fixed-quality-ms16-v2) are for the default
-MULTIRATE models, whose 32 px blocks span ~2-3 dB of PSNR between lambda_min and lambda_max
+The default calibrations (fixed-quality-rgb8-v4, fixed-quality-ms16-v2) are for the default
+MULTIRATE models, whose 32 px blocks span a few dB of PSNR between lambda_min and lambda_max
 on these scenes, so a block can be out of reach either way; the accuracy tests therefore
 look at the *controllable* blocks, those whose PSNR at lambda_min and at lambda_max brackets
 the target (measured here with two uniform-lambda MULTIRATE encodings)."""
@@ -21,11 +21,12 @@ WINDOW = ["-srcwin", "256", "128", "512", "512"]
 # Targets in the middle of the default models' reach on these windows (measured: NAIP 32 px
 # blocks median 31.3 dB at lambda_min, 33.4 at lambda_max; Landsat 8 whole window 35.6-38.2).
 NAIP_TARGET_DB = 32.3     # peak 255
+NAIP_HIGH_TARGET_DB = 39.0  # above the lambda_max PSNR of most of the NAIP window's blocks
 LANDSAT8_TARGET_DB = 37.0  # peak 65535
-RGB_MODEL, RGB_LAMBDAS = "multirate-rgb8-v4", (0.0018, 2.0)
-# Closed loop (REFINE=2) on controllable blocks. Measured with the default calibration at
-# QUALITY_BLOCK=32 (48 of 256 blocks controllable): NAIP mean +0.09 dB, std 0.18 dB, 100 %
-# within 0.5 dB below target (open loop: +0.46 dB, std 0.35 dB).
+RGB_MODEL, RGB_LAMBDAS = "multirate-rgb8-v6", (0.0018, 0.2)
+# Closed loop (the default REFINE=4) on controllable blocks. Measured with the default
+# calibration at QUALITY_BLOCK=32 (154 of 256 blocks controllable): NAIP mean +0.12 dB, std
+# 0.12 dB, 100 % within 0.5 dB below target (open loop: +2.7 dB, std 0.6 dB).
 REFINED_MAX_ABS_MEAN_DB = 0.25
 REFINED_MAX_STD_DB = 1.0
 REFINED_MIN_WITHIN = 0.95
@@ -65,24 +66,29 @@ def stored_psnr(path):
 
 @pytest.fixture(scope="module")
 def naip(tmp_path_factory):
-    """NAIP window coded at NAIP_TARGET_DB (32 px blocks, open loop and REFINE=2) and with
-    MULTIRATE at both ends of the lambda range; decoded RGB group, blocks of 32."""
+    """NAIP window coded at NAIP_TARGET_DB (32 px blocks, open loop and the default REFINE) and
+    with MULTIRATE at both ends of the lambda range, its tiles coded alone as FIXED_QUALITY
+    codes them; decoded RGB group, blocks of 32."""
     folder = tmp_path_factory.mktemp("fixed_quality")
     source = folder / "naip.tif"
     run_gdal("gdal_translate", "-q", *WINDOW, data("naip_4band_byte.tif"), source)
     reference = pixels(source)[:3]
     files = {
         "refined": translate(source, folder / "refined.nsat", "CODEC=FIXED_QUALITY",
-                             f"TARGET_PSNR={NAIP_TARGET_DB}", "QUALITY_BLOCK=32", "REFINE=2",
-                             window=False),
+                             f"TARGET_PSNR={NAIP_TARGET_DB}", "QUALITY_BLOCK=32", window=False),
         "open_loop": translate(source, folder / "open.nsat", "CODEC=FIXED_QUALITY",
                                f"TARGET_PSNR={NAIP_TARGET_DB}", "QUALITY_BLOCK=32", "REFINE=0",
                                window=False),
+        # Above what lambda_max gives about half of the blocks (every block reaches
+        # NAIP_TARGET_DB there).
+        "high": translate(source, folder / "high.nsat", "CODEC=FIXED_QUALITY",
+                          f"TARGET_PSNR={NAIP_HIGH_TARGET_DB}", "QUALITY_BLOCK=32", window=False),
     }
     for lam in RGB_LAMBDAS:
         # The MULTIRATE model the default calibration is for.
         files[lam] = translate(source, folder / f"mr_{lam}.nsat", "CODEC=MULTIRATE",
-                               f"MODEL={RGB_MODEL}", f"LAMBDA={lam}", window=False)
+                               f"MODEL={RGB_MODEL}", f"LAMBDA={lam}", "BLOCKSIZE=256", "OVERLAP=0",
+                               window=False)
     psnrs = {key: block_psnr(reference, pixels(path)[:3], 32, 255.0) for key, path in files.items()}
     low, high = psnrs[RGB_LAMBDAS[0]], psnrs[RGB_LAMBDAS[1]]
     controllable = (low <= NAIP_TARGET_DB) & (high >= NAIP_TARGET_DB)
@@ -131,11 +137,11 @@ def test_blocks_out_of_reach_get_the_end_of_the_range(naip):
     """A block the model cannot bring to the target at lambda_max gets lambda_max (so it
     decodes as MULTIRATE at lambda_max would, give or take its neighbours); one that beats
     the target even at lambda_min gets lambda_min."""
-    unreachable = naip["psnr"][RGB_LAMBDAS[1]] < NAIP_TARGET_DB - 0.5
+    unreachable = naip["psnr"][RGB_LAMBDAS[1]] < NAIP_HIGH_TARGET_DB - 0.5
     over = naip["psnr"][RGB_LAMBDAS[0]] > NAIP_TARGET_DB + 0.5
-    assert unreachable.any() and over.any()
-    refined = naip["psnr"]["refined"]
-    assert np.median(np.abs(refined[unreachable] - naip["psnr"][RGB_LAMBDAS[1]][unreachable])) < 0.3
+    assert unreachable.sum() >= 20 and over.sum() >= 20
+    high, refined = naip["psnr"]["high"], naip["psnr"]["refined"]
+    assert np.median(np.abs(high[unreachable] - naip["psnr"][RGB_LAMBDAS[1]][unreachable])) < 0.3
     assert np.median(np.abs(refined[over] - naip["psnr"][RGB_LAMBDAS[0]][over])) < 0.3
 
 

@@ -56,10 +56,10 @@ def test_rgb_scene_metadata_models_and_georeferencing(landsat7_q75):
     source = gdal.Open(data("landsat7_rgb_byte.tif"))
     assert dataset.GetMetadataItem("NSAT_CODEC", "IMAGE_STRUCTURE") == "MULTIRATE"
     assert dataset.GetMetadataItem("NSAT_MODELS", "IMAGE_STRUCTURE") == \
-        "multirate-rgb8-v5:" + card_sha256("multirate-rgb8-v5")
+        "multirate-rgb8-v6:" + card_sha256("multirate-rgb8-v6")
     assert dataset.GetGeoTransform() == source.GetGeoTransform()
     assert dataset.GetSpatialRef().IsSame(source.GetSpatialRef())
-    # multirate-rgb8-v5: 3.24 bpp on this cloudy scene at QUALITY=75.
+    # multirate-rgb8-v6: 3.20 bpp on this cloudy scene at QUALITY=75.
     assert float(dataset.GetMetadataItem("NSAT_BITS_PER_PIXEL", "IMAGE_STRUCTURE")) < 4.0
 
 
@@ -161,23 +161,23 @@ def read_with_models(path, models_dir):
 
 def test_a_different_model_is_refused_by_name(landsat7_q75, tmp_path):
     altered = tmp_path / "models"
-    shutil.copytree(MODELS / "multirate-rgb8-v5", altered / "multirate-rgb8-v5")
-    card = altered / "multirate-rgb8-v5" / "card.json"
+    shutil.copytree(MODELS / "multirate-rgb8-v6", altered / "multirate-rgb8-v6")
+    card = altered / "multirate-rgb8-v6" / "card.json"
     card.write_text(card.read_text() + "\n")
     result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
-    assert "multirate-rgb8-v5" in result.stderr
+    assert "multirate-rgb8-v6" in result.stderr
     assert "not the one this file was written with" in result.stderr
 
 
 def test_a_damaged_model_file_is_refused_by_name(landsat7_q75, tmp_path):
     altered = tmp_path / "models"
-    shutil.copytree(MODELS / "multirate-rgb8-v5", altered / "multirate-rgb8-v5")
-    weights = altered / "multirate-rgb8-v5" / "synthesis.pt"
+    shutil.copytree(MODELS / "multirate-rgb8-v6", altered / "multirate-rgb8-v6")
+    weights = altered / "multirate-rgb8-v6" / "synthesis.pt"
     weights.write_bytes(weights.read_bytes()[:-10])
     result = read_with_models(landsat7_q75, altered)
     assert result.returncode != 0
-    assert "multirate-rgb8-v5" in result.stderr and "synthesis.pt" in result.stderr
+    assert "multirate-rgb8-v6" in result.stderr and "synthesis.pt" in result.stderr
 
 
 def test_rasterio_reads_a_window(landsat7_q75):

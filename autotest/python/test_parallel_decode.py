@@ -46,7 +46,7 @@ def test_gdalinfo_works_without_the_learned_module_and_reading_names_it(naip_mul
     info = subprocess.run(["gdalinfo", str(naip_multirate)], capture_output=True, text=True,
                           env=env, timeout=300)
     assert info.returncode == 0, info.stderr
-    for expected in ("NSAT_CODEC=MULTIRATE", "NSAT_MODELS=multirate-rgb8-v5:", "NSAT_BITS_PER_PIXEL=",
+    for expected in ("NSAT_CODEC=MULTIRATE", "NSAT_MODELS=multirate-rgb8-v6:", "NSAT_BITS_PER_PIXEL=",
                      "Coordinate System is:", "Size is 934, 724"):
         assert expected in info.stdout
     read = subprocess.run(["gdal_translate", "-q", str(naip_multirate), "/vsimem/out.tif"],

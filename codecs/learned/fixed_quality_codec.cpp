@@ -15,10 +15,10 @@ namespace nsat {
 
 namespace {
 
-// The calibrations of the default MULTIRATE models (multirate-rgb8-v4, multirate-ms16-v3).
+// The calibrations of the default MULTIRATE models (multirate-rgb8-v6, multirate-ms16-v3).
 // fixed-quality-rgb8 and fixed-quality-ms16 (of the first models) stay selectable; a file
 // decodes with the MULTIRATE model it names, so no calibration is needed to read it.
-constexpr const char* kRgbCalibration = "fixed-quality-rgb8-v2";
+constexpr const char* kRgbCalibration = "fixed-quality-rgb8-v4";
 constexpr const char* kSingleBandCalibration = "fixed-quality-ms16-v2";
 // Version 1 spaces the 256 lambda levels linearly, as the paper stores them; over the
 // default models' 1000x lambda ranges that leaves the low rates a handful of levels (level 1
