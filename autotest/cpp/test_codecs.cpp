@@ -225,18 +225,19 @@ TEST(TileGeometry, CopyClampedCropsAndRepeatsEdges) {
   TileShape window{4, 3, 2, DataType::UInt16, {0, 10, 20, 100, 100, 100, 100}};
   std::vector<uint16_t> pixels(4 * 3 * 2);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = uint16_t(i);
-  TileShape inner = window;
-  inner.width = inner.height = 2;
-  inner.placement.x = 11;
-  inner.placement.y = 21;
+  const auto rectangle = [&window](int x, int y, int side) {
+    TileShape shape = window;
+    shape.placement.x = x;
+    shape.placement.y = y;
+    shape.width = shape.height = side;
+    return shape;
+  };
+  const TileShape inner = rectangle(11, 21, 2);
   std::vector<uint16_t> cropped(2 * 2 * 2);
   copyClamped(window, pixels.data(), inner, cropped.data());
   EXPECT_EQ(cropped, (std::vector<uint16_t>{5, 6, 9, 10, 17, 18, 21, 22}));
   // Grown back by one pixel on each side: the inner tile's edge samples repeat.
-  TileShape grown = inner;
-  grown.width = grown.height = 4;
-  grown.placement.x = 10;
-  grown.placement.y = 20;
+  const TileShape grown = rectangle(10, 20, 4);
   std::vector<uint16_t> back(4 * 4 * 2);
   copyClamped(inner, cropped.data(), grown, back.data());
   EXPECT_EQ(std::vector<uint16_t>(back.begin(), back.begin() + 4), (std::vector<uint16_t>{5, 5, 6, 6}));
