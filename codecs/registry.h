@@ -38,6 +38,9 @@ struct CodecDeclaration {
 
 constexpr const char* kSceneConditionOption = "NSAT_SCENE_CONDITION";
 constexpr const char* kOpenOptionsParameter = "open_options";
+// The option of the codecs with a Codec::contextMargin (MULTIRATE): the driver sets it to 0
+// for an image of one tile, which has no neighbours to code.
+constexpr const char* kContextMarginOption = "OVERLAP";
 
 struct CodecDescriptor : CodecDeclaration {
   // Empty when the codec accepts tiles of this type and band count, else why not.

@@ -155,6 +155,12 @@ GDALDataset* NSATDataset::CreateCopy(const char* filename, GDALDataset* source, 
     header.levels = levelSizes(header.width, header.height, settings.overviews);
     header.codecName = descriptor->name;
     CodecOptions codecOptions = settings.codecOptions;
+    // No margin without neighbours: a one-tile image (an ML chip) stays a file that readers
+    // from before OVERLAP open, with a header a few bytes shorter.
+    if (descriptor->readsOption(kContextMarginOption) && !codecOptions.count(kContextMarginOption) &&
+        header.tilesAcross(0) == 1 && header.tilesDown(0) == 1) {
+      codecOptions[kContextMarginOption] = "0";
+    }
     if (descriptor->conditionedOnScene) {
       SceneCondition condition = extractSceneCondition(*source);
       applyConditionOverrides(condition, options);

@@ -566,7 +566,7 @@ def eurosat_mosaic(chips, codec, setting):
     path = f"{VSI}/eurosat_mosaic.nsat"
     try:
         out = gdal.Translate(path, mem, format="NSAT",
-                             creationOptions=creation_options(codec, setting) + [f"BLOCKSIZE={side}"])
+                             creationOptions=creation_options(codec, setting) + [f"BLOCKSIZE={side}", "OVERLAP=0"])
         out = None
         size = gdal.VSIStatL(path).size
         decoded, _, _ = read_all(path, codec, bands)

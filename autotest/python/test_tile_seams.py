@@ -125,3 +125,13 @@ def test_a_bad_overlap_is_refused(tmp_path, value):
     assert result.returncode != 0
     assert f"OVERLAP={value} is invalid" in result.stderr
     assert not (tmp_path / "bad.nsat").exists()
+
+
+def test_an_image_of_one_tile_gets_no_overlap_unless_asked(tmp_path):
+    """A 64 x 64 chip has no neighbours: the default leaves OVERLAP out (a file that readers
+    from before OVERLAP open); an explicit OVERLAP is kept as given."""
+    chip = data("eurosat_rgb_forest.jpg")
+    default = codec_parameters(translate(chip, tmp_path / "chip.nsat"))
+    assert "overlap" not in default and default["payload_version"] == 1
+    asked = codec_parameters(translate(chip, tmp_path / "asked.nsat", "OVERLAP=8"))
+    assert asked["overlap"] == 8 and asked["payload_version"] == 3
