@@ -5,15 +5,20 @@
 # the learning rate back at 1e-4 until the drop at 0.9 x STEPS. Where v5's checkpoint is gone
 # (a fresh machine), it warm-starts from the exported v5 instead. Resumable: rerun the same
 # command; STEPS=<current step> only redoes the final evaluation and export.
+# train_rgb8_v7.sh continues this run the same way (PREVIOUS_RUN, PREVIOUS_MODEL, MODEL_ID).
 set -e
 cd "$(dirname "$0")/../.."
 RUN=${RUN:-runs/mr-rgb8-v6}
+PREVIOUS_RUN=${PREVIOUS_RUN:-runs/mr-rgb8-v5}
+PREVIOUS_MODEL=${PREVIOUS_MODEL:-models/multirate-rgb8-v5}
+MODEL_ID=${MODEL_ID:-multirate-rgb8-v6}
 mkdir -p "$RUN"
-if [ ! -f "$RUN/ckpt.pt" ] && [ -f runs/mr-rgb8-v5/ckpt.pt ]; then
-  cp runs/mr-rgb8-v5/ckpt.pt "$RUN/ckpt.pt"
+if [ ! -f "$RUN/ckpt.pt" ] && [ -f "$PREVIOUS_RUN/ckpt.pt" ]; then
+  cp "$PREVIOUS_RUN/ckpt.pt" "$RUN/ckpt.pt"
   touch "$RUN/continues_v5_checkpoint"
 fi
-# A continued checkpoint keeps its own warm start in its configuration.
+# A checkpoint continued from v5's run (v6's, and v7's from v6's) keeps that run's warm start in its
+# configuration.
 [ -f "$RUN/continues_v5_checkpoint" ] && INIT_FROM=models/multirate-rgb8-v4
-RUN="$RUN" STEPS=${STEPS:-84000} INIT_FROM=${INIT_FROM:-models/multirate-rgb8-v5} \
-  exec sh scripts/learned/train_rgb8_v5.sh --model-id multirate-rgb8-v6 "$@"
+RUN="$RUN" STEPS=${STEPS:-84000} INIT_FROM=${INIT_FROM:-$PREVIOUS_MODEL} \
+  exec sh scripts/learned/train_rgb8_v5.sh --model-id "$MODEL_ID" "$@"
