@@ -50,8 +50,8 @@ struct Window {
 // window's tiles and, around them, the codec's context margin (clipped to the level).
 struct WindowPixels {
   Window window;
+  TileShape core;  // the tiles alone
   TileShape area;  // the pixels read: the tiles and the margin
-  int coreX = 0, coreY = 0, coreWidth = 0, coreHeight = 0;  // the tiles alone
   std::vector<uint8_t> planar;
 };
 
@@ -105,13 +105,10 @@ WindowPixels readWindow(const LevelInput& input, GDALRIOResampleAlg resampling,
   const LevelSize& size = header.levels[level];
   WindowPixels pixels;
   pixels.window = window;
-  pixels.coreX = window.tileX * header.blockWidth;
-  pixels.coreY = window.tileY * header.blockHeight;
-  pixels.coreWidth = std::min(window.tilesAcross * header.blockWidth, size.width - pixels.coreX);
-  pixels.coreHeight = std::min(window.tilesDown * header.blockHeight, size.height - pixels.coreY);
-  TileShape core = header.tileShape(level, window.tileX, window.tileY);
-  core.width = pixels.coreWidth;
-  core.height = pixels.coreHeight;
+  TileShape& core = pixels.core;
+  core = header.tileShape(level, window.tileX, window.tileY);
+  core.width = std::min(window.tilesAcross * header.blockWidth, size.width - core.placement.x);
+  core.height = std::min(window.tilesDown * header.blockHeight, size.height - core.placement.y);
   pixels.area = contextWindow(core, margin);
   const TilePlacement& at = pixels.area.placement;
   const size_t sampleSize = dataTypeSize(header.type);
@@ -224,10 +221,11 @@ class TemporaryLevel {
     const GSpacing pixelSpace = GSpacing(dataTypeSize(header.type));
     const GSpacing lineSpace = pixelSpace * pixels.area.width;
     const TilePlacement& at = pixels.area.placement;
-    uint8_t* core = pixels.planar.data() + (pixels.coreY - at.y) * lineSpace +
-                    (pixels.coreX - at.x) * pixelSpace;
-    if (dataset_->RasterIO(GF_Write, pixels.coreX, pixels.coreY, pixels.coreWidth,
-                           pixels.coreHeight, core, pixels.coreWidth, pixels.coreHeight,
+    const TileShape& core = pixels.core;
+    uint8_t* first = pixels.planar.data() + (core.placement.y - at.y) * lineSpace +
+                     (core.placement.x - at.x) * pixelSpace;
+    if (dataset_->RasterIO(GF_Write, core.placement.x, core.placement.y, core.width,
+                           core.height, first, core.width, core.height,
                            toGdalType(header.type), header.bands, nullptr, pixelSpace, lineSpace,
                            lineSpace * pixels.area.height, nullptr) != CE_None) {
       throw writeFailed();

@@ -188,41 +188,31 @@ TEST(Container, CorruptionIsDetected) {
 
 // The dictionaries are part of format 1.1: these are the bytes FORMAT.md names.
 TEST(HeaderEncoding, DictionariesNeverChange) {
-  const std::string first = headerDictionary(HeaderEncoding::ZstdDictionary1);
-  EXPECT_EQ(first.size(), 26601u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(first.data()), first.size()), 0xBC9D3F82u);
-  const std::string second = headerDictionary(HeaderEncoding::ZstdDictionary2);
-  EXPECT_EQ(second.size(), 35027u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(second.data()), second.size()), 0x15EE1B1Bu);
-  EXPECT_EQ(second.substr(0, first.size()), first);  // 2 extends 1
-  const std::string third = headerDictionary(HeaderEncoding::ZstdDictionary3);
-  EXPECT_EQ(third.size(), 41026u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(third.data()), third.size()), 0x481BDCEAu);
-  EXPECT_EQ(third.substr(0, second.size()), second);  // 3 extends 2
-  const std::string fourth = headerDictionary(HeaderEncoding::ZstdDictionary4);
-  EXPECT_EQ(fourth.size(), 50524u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(fourth.data()), fourth.size()), 0x2A2F1F76u);
-  EXPECT_EQ(fourth.substr(0, third.size()), third);  // 4 extends 3
-  const std::string fifth = headerDictionary(HeaderEncoding::ZstdDictionary5);
-  EXPECT_EQ(fifth.size(), 55518u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(fifth.data()), fifth.size()), 0x57CA438Bu);
-  EXPECT_EQ(fifth.substr(0, fourth.size()), fourth);  // 5 extends 4
-  const std::string sixth = headerDictionary(HeaderEncoding::ZstdDictionary6);
-  EXPECT_EQ(sixth.size(), 64176u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(sixth.data()), sixth.size()), 0x42989FF9u);
-  EXPECT_EQ(sixth.substr(0, fifth.size()), fifth);  // 6 extends 5
-  const std::string seventh = headerDictionary(HeaderEncoding::ZstdDictionary7);
-  EXPECT_EQ(seventh.size(), 66853u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(seventh.data()), seventh.size()), 0x799C18E4u);
-  EXPECT_EQ(seventh.substr(0, sixth.size()), sixth);  // 7 extends 6
-  const std::string eighth = headerDictionary(HeaderEncoding::ZstdDictionary8);
-  EXPECT_EQ(eighth.size(), 72378u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(eighth.data()), eighth.size()), 0xCAB131F2u);
-  EXPECT_EQ(eighth.substr(0, seventh.size()), seventh);  // 8 extends 7
-  const std::string ninth = headerDictionary(HeaderEncoding::ZstdDictionary9);
-  EXPECT_EQ(ninth.size(), 80831u);
-  EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(ninth.data()), ninth.size()), 0x0E1C1215u);
-  EXPECT_EQ(ninth.substr(0, eighth.size()), eighth);  // 9 extends 8
+  struct Expected {
+    HeaderEncoding encoding;
+    size_t size;
+    uint32_t crc;
+  };
+  const Expected dictionaries[] = {
+      {HeaderEncoding::ZstdDictionary1, 26601, 0xBC9D3F82u},
+      {HeaderEncoding::ZstdDictionary2, 35027, 0x15EE1B1Bu},
+      {HeaderEncoding::ZstdDictionary3, 41026, 0x481BDCEAu},
+      {HeaderEncoding::ZstdDictionary4, 50524, 0x2A2F1F76u},
+      {HeaderEncoding::ZstdDictionary5, 55518, 0x57CA438Bu},
+      {HeaderEncoding::ZstdDictionary6, 64176, 0x42989FF9u},
+      {HeaderEncoding::ZstdDictionary7, 66853, 0x799C18E4u},
+      {HeaderEncoding::ZstdDictionary8, 72378, 0xCAB131F2u},
+      {HeaderEncoding::ZstdDictionary9, 80831, 0x0E1C1215u}};
+  std::string previous;
+  for (const Expected& expected : dictionaries) {
+    const int number = int(expected.encoding);
+    const std::string bytes = headerDictionary(expected.encoding);
+    EXPECT_EQ(bytes.size(), expected.size) << "dictionary " << number;
+    EXPECT_EQ(crc32Of(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), expected.crc)
+        << "dictionary " << number;
+    EXPECT_EQ(bytes.substr(0, previous.size()), previous) << number << " extends " << number - 1;
+    previous = bytes;
+  }
 }
 
 TEST(HeaderEncoding, NewFilesAreFormat11WithACompressedHeader) {

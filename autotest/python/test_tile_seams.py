@@ -50,8 +50,8 @@ def coded(request, tmp_path_factory):
     one tile."""
     folder = tmp_path_factory.mktemp("seams")
     source = data(request.param)
-    width, height = gdal.Open(source).RasterXSize, gdal.Open(source).RasterYSize
-    one_tile = (max(width, height) + 15) // 16 * 16
+    dataset = gdal.Open(source)
+    one_tile = (max(dataset.RasterXSize, dataset.RasterYSize) + 15) // 16 * 16
     return {
         "source": source,
         "default": translate(source, folder / "default.nsat", "QUALITY=75"),

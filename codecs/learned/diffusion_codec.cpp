@@ -172,7 +172,7 @@ nlohmann::json parametersFromOptions(const CodecOptions& options, DataType type,
   }
   baseOptions["MODEL"] = refiner->baseModel();
   // The refiner was trained on base tiles coded alone.
-  if (base.readsOption("OVERLAP")) baseOptions["OVERLAP"] = "0";
+  if (base.readsOption(kContextMarginOption)) baseOptions[kContextMarginOption] = "0";
   nlohmann::json baseParameters = base.parametersFromOptions(baseOptions, type, bands);
   if (baseParameters.at("model_sha256") != refiner->baseModelSha256()) {
     throw Error("model " + modelId + " was trained on another version of " + refiner->baseModel());
