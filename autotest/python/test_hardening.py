@@ -42,5 +42,6 @@ def test_set_nodata_value_goes_to_pam_and_takes_effect(tmp_path):
     assert reopened.GetRasterBand(2).GetNoDataValue() is None
     # The header's own nodata still applies where PAM says nothing.
     collar = translate_nsat(data("landsat7_rgb_byte.tif"), tmp_path / "l7.nsat", ["CODEC=LOSSLESS"])
-    assert gdal.Open(collar).GetRasterBand(1).GetNoDataValue() == 0
+    collar_dataset = gdal.Open(collar)
+    assert collar_dataset.GetRasterBand(1).GetNoDataValue() == 0
     shutil.rmtree(tmp_path)

@@ -276,8 +276,8 @@ def test_colour_interpretation_kept_alongside_colour_table(tmp_path):
 
     gtiff_copy = tmp_path / "gtiff_copy.tif"
     run_gdal("gdal_translate", "-q", source_path, gtiff_copy)
-    assert gdal.Open(str(gtiff_copy)).GetRasterBand(1).GetColorInterpretation() == \
-        gdal.GCI_RedBand
+    gtiff_dataset = gdal.Open(str(gtiff_copy))
+    assert gtiff_dataset.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_RedBand
 
     target = tmp_path / "red_with_table.nsat"
     run_gdal("gdal_translate", "-q", "-of", "NSAT", source_path, target)

