@@ -376,6 +376,27 @@ def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).transpose(2, 0, 1)
 
 
+class ScenePicker:
+    """Draws a scene: its group by `weights`, then a member of the group in proportion to
+    `sizes` (one per scene). Two draws from the caller's generator per pick."""
+
+    def __init__(self, scenes, weights: Dict[str, float], sizes: Sequence[int]):
+        self.scenes = scenes
+        self.groups = sorted({s.group for s in scenes})
+        w = np.array([weights[g] for g in self.groups], dtype=np.float64)
+        self.group_p = w / w.sum()
+        self.members = {g: [i for i, s in enumerate(scenes) if s.group == g] for g in self.groups}
+        self.member_p = {}
+        for g, idx in self.members.items():
+            v = np.array([sizes[i] for i in idx], dtype=np.float64)
+            self.member_p[g] = v / v.sum()
+
+    def pick(self, rng: np.random.Generator):
+        g = self.groups[int(rng.choice(len(self.groups), p=self.group_p))]
+        idx = self.members[g]
+        return self.scenes[idx[int(rng.choice(len(idx), p=self.member_p[g]))]]
+
+
 class MixedRgbStream:
     """Seeded, resumable stream of (x float32 [B, 3, H, W] in [0, 1], mask float32 [B, 1, H, W]).
 
@@ -393,15 +414,7 @@ class MixedRgbStream:
         self.eurosat = eurosat
         self.batch_size, self.crop, self.eurosat_every = batch_size, crop, eurosat_every
         self.eurosat_batch = batch_size * max(1, (crop // 64) ** 2)
-        groups = sorted({s.group for s in self.scenes})
-        w = np.array([GROUP_WEIGHTS[g] for g in groups], dtype=np.float64)
-        self.groups = groups
-        self.group_p = w / w.sum()
-        self.members = {g: [i for i, s in enumerate(self.scenes) if s.group == g] for g in groups}
-        self.member_p = {}
-        for g, idx in self.members.items():
-            v = np.array([self.scenes[i].valid_pixels for i in idx], dtype=np.float64)
-            self.member_p[g] = v / v.sum()
+        self.picker = ScenePicker(self.scenes, GROUP_WEIGHTS, [s.valid_pixels for s in self.scenes])
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.count = 0
 
@@ -410,9 +423,7 @@ class MixedRgbStream:
 
     def _scene_crop(self):
         rng, c = self.rng, self.crop
-        g = self.groups[int(rng.choice(len(self.groups), p=self.group_p))]
-        idx = self.members[g]
-        s = self.scenes[idx[int(rng.choice(len(idx), p=self.member_p[g]))]]
+        s = self.picker.pick(rng)
         _, h, w = s.img.shape
         for _ in range(100):
             top = int(rng.integers(0, h - c + 1))
@@ -844,14 +855,8 @@ class Scenes16Stream:
         self.eurosat = eurosat
         self.batch_size, self.crop, self.eurosat_every = batch_size, crop, eurosat_every
         self.eurosat_batch = batch_size * max(1, (crop // 64) ** 2)
-        self.groups = sorted({p.group for p in self.scenes})
-        w = np.array([SCENES16_GROUP_WEIGHTS[g] for g in self.groups], dtype=np.float64)
-        self.group_p = w / w.sum()
-        self.members = {g: [i for i, p in enumerate(self.scenes) if p.group == g] for g in self.groups}
-        self.member_p = {}
-        for g, idx in self.members.items():
-            v = np.array([self.scenes[i].useful_pixels for i in idx], dtype=np.float64)
-            self.member_p[g] = v / v.sum()
+        self.picker = ScenePicker(self.scenes, SCENES16_GROUP_WEIGHTS,
+                                  [p.useful_pixels for p in self.scenes])
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.count = 0
 
@@ -860,9 +865,7 @@ class Scenes16Stream:
 
     def _crop(self):
         rng, c = self.rng, self.crop
-        g = self.groups[int(rng.choice(len(self.groups), p=self.group_p))]
-        idx = self.members[g]
-        plane = self.scenes[idx[int(rng.choice(len(idx), p=self.member_p[g]))]]
+        plane = self.picker.pick(rng)
         h, w = plane.values.shape
         for _ in range(100):
             top = int(rng.integers(0, h - c + 1))
