@@ -397,7 +397,34 @@ class ScenePicker:
         return self.scenes[idx[int(rng.choice(len(idx), p=self.member_p[g]))]]
 
 
-class MixedRgbStream:
+class InterleavedStream:
+    """What both scene streams share: batch k is ``eurosat_batch`` EuroSAT chips at 64x64
+    (mask all ones) when ``eurosat_every`` > 0 and k % eurosat_every == eurosat_every - 1,
+    else ``batch_size`` scene crops from ``_scene_crop()`` times ``scene_scale``. One numpy
+    Generator plus the batch counter is the state."""
+
+    scene_scale = 1.0
+
+    def next(self):
+        k = self.count
+        self.count += 1
+        if self.eurosat_every > 0 and k % self.eurosat_every == self.eurosat_every - 1:
+            idx = self.rng.integers(0, len(self.eurosat), size=self.eurosat_batch)
+            x = np.stack([augment(self.eurosat.sample(int(i)), self.rng, 64) for i in idx])
+            return x, np.ones((x.shape[0], 1, 64, 64), dtype=np.float32)
+        imgs, masks = zip(*(self._scene_crop() for _ in range(self.batch_size)))
+        x = np.stack(imgs).astype(np.float32) * np.float32(self.scene_scale)
+        return x, np.stack(masks)[:, None].astype(np.float32)
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "count": self.count}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.count = int(state["count"])
+
+
+class MixedRgbStream(InterleavedStream):
     """Seeded, resumable stream of (x float32 [B, 3, H, W] in [0, 1], mask float32 [B, 1, H, W]).
 
     Batch k (k = 0, 1, ...) is a EuroSAT batch when ``eurosat_every`` > 0 and
@@ -407,6 +434,8 @@ class MixedRgbStream:
     scene by valid pixels, uniform position, redrawn while > 50 % of the crop is nodata;
     then flips and a 90-degree turn. One numpy Generator plus the batch counter is the state.
     """
+
+    scene_scale = RGB_SCALE
 
     def __init__(self, data: str, eurosat, batch_size: int, crop: int, seed: int,
                  eurosat_every: int = 4):
@@ -434,23 +463,6 @@ class MixedRgbStream:
         img = s.img[:, top:top + c, left:left + c]
         return _augment_pair(img, m, rng)
 
-    def next(self):
-        k = self.count
-        self.count += 1
-        if self.eurosat_every > 0 and k % self.eurosat_every == self.eurosat_every - 1:
-            idx = self.rng.integers(0, len(self.eurosat), size=self.eurosat_batch)
-            x = np.stack([augment(self.eurosat.sample(int(i)), self.rng, 64) for i in idx])
-            return x, np.ones((x.shape[0], 1, 64, 64), dtype=np.float32)
-        imgs, masks = zip(*(self._scene_crop() for _ in range(self.batch_size)))
-        x = np.stack(imgs).astype(np.float32) * np.float32(RGB_SCALE)
-        return x, np.stack(masks)[:, None].astype(np.float32)
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "count": self.count}
-
-    def set_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.count = int(state["count"])
 
 
 def holdout_eval_crops(data: str, crop: int = HOLDOUT_EVAL_CROP,
@@ -842,7 +854,7 @@ class CodecMappedMs:
         return map_integer_window(self.bands_ds.raw(i).astype(np.int32)) * np.float32(MS_SCALE)
 
 
-class Scenes16Stream:
+class Scenes16Stream(InterleavedStream):
     """Seeded, resumable stream of (x float32 [B, 1, c, c], mask float32 [B, 1, c, c]) for
     the 16-bit model, in the same form as MixedRgbStream: every ``eurosat_every``-th batch is
     ``batch_size * (c // 64)**2`` codec-mapped EuroSAT MS chips; every other batch is
@@ -863,7 +875,7 @@ class Scenes16Stream:
     def scene_names(self) -> List[str]:
         return [p.name for p in self.scenes]
 
-    def _crop(self):
+    def _scene_crop(self):
         rng, c = self.rng, self.crop
         plane = self.picker.pick(rng)
         h, w = plane.values.shape
@@ -881,22 +893,6 @@ class Scenes16Stream:
         m = m[top - wt:top - wt + c, left - wl:left - wl + c]
         return _augment_pair(x, m, rng)
 
-    def next(self):
-        k = self.count
-        self.count += 1
-        if self.eurosat_every > 0 and k % self.eurosat_every == self.eurosat_every - 1:
-            idx = self.rng.integers(0, len(self.eurosat), size=self.eurosat_batch)
-            x = np.stack([augment(self.eurosat.sample(int(i)), self.rng, 64) for i in idx])
-            return x, np.ones((x.shape[0], 1, 64, 64), dtype=np.float32)
-        imgs, masks = zip(*(self._crop() for _ in range(self.batch_size)))
-        return np.stack(imgs).astype(np.float32), np.stack(masks)[:, None].astype(np.float32)
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "count": self.count}
-
-    def set_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.count = int(state["count"])
 
 
 def holdout16_eval_crops(data: str, crop: int = HOLDOUT_EVAL_CROP,
