@@ -523,13 +523,20 @@ SAR_BIGEARTHNET = "sar/bigearthnet"
 SAR_BIGEARTHNET_TEST = 2   # the last two patches (sorted by name) are held out
 
 
+def map_tile_window(v: np.ndarray, low: float, first_shift: int) -> np.ndarray:
+    """The codec's tile mapping of one window, as float32 model values: shift = the smallest
+    >= first_shift (at most 16) with (max - low) / 2^shift <= 4096, then
+    (v - low) / 2^shift + 256."""
+    span = float(v.max()) - low
+    shift = first_shift
+    while shift < 16 and math.ldexp(span, -shift) > SAR_MAPPED_RANGE:
+        shift += 1
+    return (np.ldexp(v.astype(np.float64) - low, -shift) + SAR_MAPPED_BASE).astype(np.float32)
+
+
 def map_float_window(v: np.ndarray) -> np.ndarray:
-    """The codec's Float32 tile mapping (see above) of one window, as float32 model values."""
-    low, high = float(v.min()), float(v.max())
-    e = FLOAT_MIN_EXPONENT
-    while e < 16 and math.ldexp(high - low, -e) > SAR_MAPPED_RANGE:
-        e += 1
-    return (np.ldexp(v.astype(np.float64) - low, -e) + SAR_MAPPED_BASE).astype(np.float32)
+    """The codec's Float32 tile mapping (see above) of one window."""
+    return map_tile_window(v, float(v.min()), FLOAT_MIN_EXPONENT)
 
 
 def _sar_planes(data: str) -> List[Tuple[str, np.ndarray, np.ndarray, str]]:
@@ -768,18 +775,11 @@ SCENES16_HOLDOUT = (
     "geotiff/landsat8_rio-pansharpen/LC81070352015122LGN00/LC81070352015122LGN00_B4.tif",
     "sentinel2/sen1floods11/Spain_7370579_S2Hand.tif",
 )
-INTEGER_MAPPED_RANGE = 4096.0
-INTEGER_MAPPED_BASE = 256.0
-MAX_INTEGER_SHIFT = 16
 
 
 def map_integer_window(v: np.ndarray) -> np.ndarray:
-    """The codec's integer tile mapping (see above) of one window, as float32 model values."""
-    low, high = int(v.min()), int(v.max())
-    shift = 0
-    while shift < MAX_INTEGER_SHIFT and math.ldexp(high - low, -shift) > INTEGER_MAPPED_RANGE:
-        shift += 1
-    return (np.ldexp(v.astype(np.float64) - low, -shift) + INTEGER_MAPPED_BASE).astype(np.float32)
+    """The codec's integer tile mapping (see above) of one window (shift >= 0)."""
+    return map_tile_window(v, int(v.min()), 0)
 
 
 class Plane16:
@@ -892,7 +892,6 @@ class Scenes16Stream(InterleavedStream):
         x = x[top - wt:top - wt + c, left - wl:left - wl + c][None]
         m = m[top - wt:top - wt + c, left - wl:left - wl + c]
         return _augment_pair(x, m, rng)
-
 
 
 def holdout16_eval_crops(data: str, crop: int = HOLDOUT_EVAL_CROP,
