@@ -86,8 +86,9 @@ const std::vector<CodecDeclaration>& learnedCodecDeclarations() {
                               "a folder in models/: multirate-rgb8-v6 (default for Byte; "
                               "multirate-rgb8, multirate-rgb8-v3, multirate-rgb8-v4, "
                               "multirate-rgb8-v5 the earlier ones), "
-                              "multirate-ms16-v3 (default for UInt16/Int16; multirate-ms16, "
-                              "multirate-ms16-v2 the earlier ones), multirate-sar-db-v3 "
+                              "multirate-ms16-v6 (default for UInt16/Int16; multirate-ms16, "
+                              "multirate-ms16-v2, multirate-ms16-v3 the earlier ones), "
+                              "multirate-sar-db-v3 "
                               "(default for Float32: Sentinel-1 backscatter in dB, and for "
                               "SAMPLE_TRANSFORM=AMPLITUDE_DB; multirate-sar-db, "
                               "multirate-sar-db-v2 the earlier ones)")};

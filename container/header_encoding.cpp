@@ -40,6 +40,9 @@ const unsigned char kDictionary8[] = {
 const unsigned char kDictionary9[] = {
 #include "header_dictionary_v9.inc"
 };
+const unsigned char kDictionary10[] = {
+#include "header_dictionary_v10.inc"
+};
 
 // Header dictionary N is kDictionaries[N - 1].
 struct DictionaryBytes {
@@ -51,7 +54,7 @@ const DictionaryBytes kDictionaries[] = {
     {kDictionary3, sizeof(kDictionary3)}, {kDictionary4, sizeof(kDictionary4)},
     {kDictionary5, sizeof(kDictionary5)}, {kDictionary6, sizeof(kDictionary6)},
     {kDictionary7, sizeof(kDictionary7)}, {kDictionary8, sizeof(kDictionary8)},
-    {kDictionary9, sizeof(kDictionary9)}};
+    {kDictionary9, sizeof(kDictionary9)}, {kDictionary10, sizeof(kDictionary10)}};
 static_assert(std::size(kDictionaries) == size_t(kNewestHeaderEncoding),
               "one compiled-in dictionary per header encoding");
 

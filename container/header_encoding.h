@@ -23,9 +23,10 @@ enum class HeaderEncoding : uint8_t {
                         // fixed-quality-rgb8-v3)
   ZstdDictionary9 = 9,  // the same against dictionary 9 (8 plus OVERLAP headers,
                         // multirate-rgb8-v6 and fixed-quality-rgb8-v4)
+  ZstdDictionary10 = 10,  // the same against dictionary 10 (9 plus multirate-ms16-v6)
 };
 // What writers write: the newest dictionary.
-constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary9;
+constexpr HeaderEncoding kNewestHeaderEncoding = HeaderEncoding::ZstdDictionary10;
 
 // The bytes of header dictionary `encoding` (container/header_dictionary_v<N>.txt, built
 // into the library); empty for Json. A dictionary's bytes never change once files use it: a new

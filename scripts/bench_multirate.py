@@ -195,10 +195,18 @@ def model_data_types(model):
     return ("UInt16", "Int16")
 
 
+def model_bands(model):
+    """The band count a MULTIRATE model codes jointly (its card's architecture.bands)."""
+    with open(os.path.join(models_dir(), model, "card.json")) as f:
+        return int(json.load(f)["architecture"]["bands"])
+
+
 MODEL_TYPES = {}  # model id -> data types it codes
+MODEL_BANDS = {}  # model id -> bands it codes jointly
 for _model in ARGS.model:
     try:
         MODEL_TYPES[_model] = model_data_types(_model)
+        MODEL_BANDS[_model] = model_bands(_model)
     except (OSError, ValueError) as _error:
         sys.exit(f"--model {_model}: {_error}")
 
@@ -243,6 +251,8 @@ def support(codec, dtype_name, bands):
     if model and dtype_name not in MODEL_TYPES[model]:
         return (f"model {model} codes {'/'.join(MODEL_TYPES[model])} only, this dataset is "
                 f"{dtype_name}")
+    if model and MODEL_BANDS[model] == 4 and bands != 4:
+        return f"model {model} codes R, G, B, NIR (4 bands), this dataset has {bands}"
     if codec == "JPEG":
         if dtype_name != "Byte":
             return ("JPEG is benchmarked on Byte only (GDAL's 12-bit JPEG for UInt16 cannot hold "
@@ -605,12 +615,15 @@ def stack_sentinel2(path):
     return out
 
 
-def load_scene(path, key, description, drop_nodata=False):
-    """MEM copy (window in --quick) of a scene, its reference array, valid mask and peaks.
+def load_scene(path, key, description, drop_nodata=False, window=None):
+    """MEM copy (`window` [x, y, w, h] if given, else a central one in --quick) of a scene,
+    its reference array, valid mask and peaks.
     drop_nodata: the copy has no nodata value (every pixel is coded and measured)."""
     info = gdal.Info(path, format="json")
     width, height = info["size"]
-    if ARGS.quick:
+    if window:
+        pass
+    elif ARGS.quick:
         w = min(QUICK_WINDOW, width)
         h = min(QUICK_WINDOW, height)
         window = [(width - w) // 2, (height - h) // 2, w, h]
@@ -645,14 +658,14 @@ def scene_settings(scene, codec):
     return settings
 
 
-def run_scene(results, key, path, description, drop_nodata=False):
+def run_scene(results, key, path, description, drop_nodata=False, window=None):
     if path is None or not os.path.exists(path) and not path.startswith("/vsimem/"):
         log(f"{key}: file not found, skipped")
         results["datasets"][key] = dict(name=key, description=description, missing=True,
                                         skipped={}, points=[])
         SKIPS.append(dict(dataset=key, codec="all", reason=f"file not found: {path}"))
         return None
-    src, reference, valid, scene = load_scene(path, key, description, drop_nodata)
+    src, reference, valid, scene = load_scene(path, key, description, drop_nodata, window)
     log(f"{key}: {os.path.basename(path)} window {scene['window']} {scene['bands']} x {scene['dtype']}, "
         f"{scene['valid_fraction'] * 100:.1f}% valid")
     scene.update(skipped={}, points=[])
@@ -1147,6 +1160,7 @@ def compute_floors(results):
 
     bd_floor("EuroSAT RGB: BD-rate vs WebP <= -25 %", "eurosat", "WEBP", -25.0, mosaic=True)
     bd_floor("NAIP: BD-rate vs JP2OpenJPEG <= -20 %", "naip", "JP2OpenJPEG", -20.0)
+    bd_floor("NAIP held-out columns: BD-rate vs JP2OpenJPEG <= -20 %", "naip_holdout", "JP2OpenJPEG", -20.0)
     bd_floor("Aerial OSBS_029: BD-rate vs JP2OpenJPEG <= -20 %", "aerial", "JP2OpenJPEG", -20.0)
     bd_floor("Aerial DOTA demo: BD-rate vs JP2OpenJPEG <= -20 %", "dota", "JP2OpenJPEG", -20.0)
     bd_floor(f"Landsat 8 UInt16: BD-rate vs JP2OpenJPEG over {LANDSAT8_BD_RANGE[0]:g}-"
@@ -1537,6 +1551,12 @@ def scene_list():
         dict(key="naip", path=os.path.join(data, "geotiff", "opengeos_naip", "m_4709963_se_14_1_20090818.tif"),
              description="NAIP m_4709963_se_14_1_20090818, 4 x Byte (R, G, B, NIR), nodata 0, 5 m",
              speed=True, seams=True),
+        # The 4-band model multirate-rgbn8-v1 trained on this NAIP scene's columns < 700 (the
+        # only 4-band Byte scene with NIR here); the RGB models trained on all of it.
+        dict(key="naip_holdout", path=os.path.join(data, "geotiff", "opengeos_naip", "m_4709963_se_14_1_20090818.tif"),
+             description="NAIP m_4709963_se_14_1_20090818 columns 700-933 (held out of "
+             "multirate-rgbn8-v1's training), 234x724, 4 x Byte, nodata 0, 5 m",
+             window=[700, 0, 234, 724]),
         dict(key="landsat7", path=os.path.join(REPO, "autotest", "data", "landsat7_rgb_byte.tif"),
              description="Landsat 7 ETM+ demo scene (Andros, Bahamas, clouds), 791x718, 3 x Byte "
              "(R, G, B), nodata 0 (rotated-footprint collar), 300 m", seams=True),
@@ -1598,7 +1618,8 @@ def main():
             try:
                 if spec.get("stack"):
                     path = stack_sentinel2(path) or path
-                loaded = run_scene(results, key, path, spec["description"], spec.get("drop_nodata", False))
+                loaded = run_scene(results, key, path, spec["description"], spec.get("drop_nodata", False),
+                                   spec.get("window"))
             except Exception as error:  # noqa: BLE001
                 record_failure(key, "dataset", "-", f"{type(error).__name__}: {error}")
                 continue

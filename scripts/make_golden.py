@@ -107,6 +107,11 @@ GOLDEN = {
                                                 ["CODEC=MULTIRATE", "QUALITY=80", "BLOCKSIZE=32",
                                                  "OVERLAP=8", "SPECTRAL_TRANSFORM=KLT",
                                                  "MODEL=multirate-ms16-v3"]),
+    # The 16-bit default on the 8 px grid (multirate-ms16-v6) with the default OVERLAP, edge
+    # tiles and overviews.
+    "landsat8_multirate_ms16_v6.nsat": ("landsat8_b4_uint16.tif", [600, 600, 189, 173],
+                                        ["CODEC=MULTIRATE", "QUALITY=70", "BLOCKSIZE=64",
+                                         "MODEL=multirate-ms16-v6"]),
     # VQ: every model, 1 to 3 levels, edge tiles, overviews, a multiple of the band count.
     "eurosat_rgb_vq_rgb8_v1.nsat": ("eurosat_rgb_river.jpg", None,
                                     ["CODEC=VQ", "LEVELS=3", "BLOCKSIZE=48", "MODEL=vq-rgb8-v1"]),

@@ -143,6 +143,12 @@ EXTENSION_SAMPLES = {2: [
     ("landsat8_b4_uint16.tif", ["CODEC=MULTIRATE"]),
     ("eurosat_ms_residential.tif", ["CODEC=MULTIRATE"]),
     ("s1_vv_vh_db_float32.tif", ["CODEC=MULTIRATE"]),
+], 10: [  # the 16-bit default on the 8 px grid, multirate-ms16-v6, 2026-12-04: 16-bit
+    # scenes and chips (one band, 4 bands through the KLT) at the defaults
+    ("eurosat_ms_residential_rgbn.tif", ["CODEC=MULTIRATE"]),
+    ("eurosat_ms_residential.tif", ["CODEC=MULTIRATE"]),
+    ("landsat8_b4_uint16.tif", ["CODEC=MULTIRATE", "QUALITY=90"]),
+    ("landsat8_b4_uint16.tif", ["CODEC=MULTIRATE"]),
 ]}
 
 

@@ -202,7 +202,8 @@ TEST(HeaderEncoding, DictionariesNeverChange) {
       {HeaderEncoding::ZstdDictionary6, 64176, 0x42989FF9u},
       {HeaderEncoding::ZstdDictionary7, 66853, 0x799C18E4u},
       {HeaderEncoding::ZstdDictionary8, 72378, 0xCAB131F2u},
-      {HeaderEncoding::ZstdDictionary9, 80831, 0x0E1C1215u}};
+      {HeaderEncoding::ZstdDictionary9, 80831, 0x0E1C1215u},
+      {HeaderEncoding::ZstdDictionary10, 84519, 0x0CB5942Eu}};
   std::string previous;
   for (const Expected& expected : dictionaries) {
     const int number = int(expected.encoding);

@@ -29,7 +29,7 @@ def translate(tmp_path, source, name, options):
 def test_a_chip_file_carries_at_most_150_bytes_besides_its_payload(tmp_path, codec):
     path = translate(tmp_path, CHIP, "chip.nsat", codec)
     raw = open(path, "rb").read()
-    assert raw[8:12] == b"\x01\x00\x01\x00" and raw[24] == 9  # format 1.1, zstd + dictionary 9
+    assert raw[8:12] == b"\x01\x00\x01\x00" and raw[24] == 10  # format 1.1, zstd + dictionary 10
     assert overhead(path) <= 150
     decoded = gdal.Open(path)
     assert decoded.GetMetadataItem("NSAT_FORMAT_VERSION", "IMAGE_STRUCTURE") == "1.1"

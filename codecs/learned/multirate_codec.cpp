@@ -15,7 +15,7 @@ namespace nsat {
 namespace {
 
 constexpr const char* kRgbModel = "multirate-rgb8-v6";
-constexpr const char* kSingleBandModel = "multirate-ms16-v3";
+constexpr const char* kSingleBandModel = "multirate-ms16-v6";
 constexpr const char* kSarModel = "multirate-sar-db-v3";
 // 1: band groups; 2: a spectral transform, then its components (files with
 // "spectral_transform"). Files without the transform keep writing 1.

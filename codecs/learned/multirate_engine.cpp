@@ -14,13 +14,22 @@ namespace {
 
 constexpr double kMappedRange = 4096;
 
+// A single band coded through a multi-band model (its copy in every input band) decodes as
+// the mean of the model's output bands, summed in band order: for the RGB model exactly the
+// (r + g + b) / 3 that every such file was written with.
+float greyOf(const std::vector<float>& image, size_t plane, size_t at, int bands) {
+  float sum = image[at];
+  for (int b = 1; b < bands; ++b) sum += image[size_t(b) * plane + at];
+  return sum / float(bands);
+}
+
 }  // namespace
 
 std::vector<BandGroup> bandGroups(int modelBands, int imageBands) {
   std::vector<BandGroup> groups;
   int band = 0;
-  if (modelBands == 3) {
-    for (; band + 3 <= imageBands; band += 3) groups.push_back({band, 3});
+  if (modelBands > 1) {
+    for (; band + modelBands <= imageBands; band += modelBands) groups.push_back({band, modelBands});
   }
   for (; band < imageBands; ++band) groups.push_back({band, 1});
   return groups;
@@ -270,8 +279,8 @@ void MultirateEngine::reconstruct(const TileShape& shape, const BandGroup& group
       for (int x = 0; x < shape.width; ++x) {
         const size_t at = size_t(row) * paddedWidth + x;
         float value = image[b * paddedPlane + at];
-        if (group.bandCount == 1 && model_->bands == 3) {  // grey through the RGB model
-          value = (image[at] + image[paddedPlane + at] + image[2 * paddedPlane + at]) / 3.0f;
+        if (group.bandCount == 1 && model_->bands > 1) {  // grey through a multi-band model
+          value = greyOf(image, paddedPlane, at, model_->bands);
         }
         const size_t index = band * shape.pixelsPerBand() + size_t(row) * shape.width + x;
         if (shape.type == DataType::Byte) {  // unmapped: storeSample's rounding, inlined

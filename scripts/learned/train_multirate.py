@@ -82,13 +82,15 @@ LEGACY_CONFIG = {"source": "eurosat", "gain_activation": "relu"}
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=datasets.DEFAULT_DATA, help="data folder (default %(default)s)")
-    p.add_argument("--bands", type=int, choices=(3, 1), default=3,
-                   help="3: EuroSAT RGB (Byte); 1: EuroSAT MS, each band a sample (UInt16)")
+    p.add_argument("--bands", type=int, choices=(3, 4, 1), default=3,
+                   help="3: EuroSAT RGB (Byte); 4: R, G, B, NIR (Byte, --source rgbn); "
+                        "1: EuroSAT MS, each band a sample (UInt16)")
     p.add_argument("--steps", type=int, default=300000, help="total optimiser steps")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--source", choices=("eurosat", "mix", "sar", "scenes16"), default="eurosat",
+    p.add_argument("--source", choices=("eurosat", "mix", "rgbn", "sar", "scenes16"), default="eurosat",
                    help="eurosat: EuroSAT only (default); mix (--bands 3 only): crops of large "
-                        "8-bit scenes + EuroSAT batches (datasets.MixedRgbStream); scenes16 "
+                        "8-bit scenes + EuroSAT batches (datasets.MixedRgbStream); rgbn (--bands 4 "
+                        "only): the same over 8-bit R, G, B, NIR scenes (datasets.RgbnStream); scenes16 "
                         "(--bands 1 only): crops of large 16-bit scenes + EuroSAT MS batches, "
                         "all mapped as the codec maps a tile (datasets.Scenes16Stream)")
     p.add_argument("--crop", type=int, default=64,
@@ -215,8 +217,9 @@ def warm_start(model, src_dir, tie_lambda=0.2):
       then the quantiles by the aux loss. Returns a dict of diagnostics.
     """
     card = json.load(open(os.path.join(src_dir, "card.json"), encoding="utf-8"))
-    if card["architecture"]["bands"] != model.bands or card["architecture"]["N"] != model.n \
-            or card["architecture"]["M"] != model.m:
+    source_bands = card["architecture"]["bands"]
+    if (source_bands != model.bands and (source_bands, model.bands) != (3, 4)) \
+            or card["architecture"]["N"] != model.n or card["architecture"]["M"] != model.m:
         raise SystemExit(f"--init-from {src_dir}: architecture {card['architecture']} does not match")
     lmax_src = float(card["lambda_max"])
     diag = {"source": src_dir, "source_id": card.get("id"), "source_lambda_max": lmax_src}
@@ -236,6 +239,8 @@ def warm_start(model, src_dir, tie_lambda=0.2):
     source_downsampling = int(card["architecture"].get("downsampling", 16))
     if source_downsampling != model.downsampling:
         diag["dropped_stage"] = drop_middle_stage(state, source_downsampling, model.downsampling)
+    if source_bands != model.bands:
+        diag["added_band"] = add_nir_band(state, model)
     ratio = model.lambda_max / lmax_src
     for net in ("modulation", "demodulation"):
         state[f"{net}.fc1.weight"] = (state[f"{net}.fc1.weight"].double() * ratio).float()
@@ -301,6 +306,23 @@ def drop_middle_stage(state, source_downsampling, downsampling):
     state.clear()
     state.update(kept)
     return sorted(dropped)
+
+
+def add_nir_band(state, model):
+    """An RGB source for an RGBN model: g_a's first convolution reads the new fourth input
+    with zero weights (the source's analysis, unchanged, until NIR pays), and g_s's last
+    convolution writes the fourth band's 2x2 sub-pixels as the mean of the three bands'
+    (PixelShuffle channel c * 4 + k is band c, sub-pixel k), so NIR starts as a grey
+    estimate. Changes `state` in place; returns the two layers it widened."""
+    first = "g_a.0.weight"
+    last = f"g_s.{len(model.g_s) - 2}."
+    w = state[first]
+    state[first] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+    for key in (last + "weight", last + "bias"):
+        v = state[key]
+        per_band = v.reshape(3, 4, *v.shape[1:])
+        state[key] = torch.cat([v, per_band.mean(dim=0)], dim=0)
+    return [first, last + "weight", last + "bias"]
 
 
 @torch.no_grad()
@@ -391,7 +413,7 @@ def evaluate(model, dataset, count, lambdas, device, batch=32):
         for s in range(0, len(indices), batch):
             x = torch.from_numpy(np.stack([dataset.sample(i) for i in indices[s:s + batch]])).to(device)
             e = model.estimate(x, lam)
-            x_hat = e["x_hat"].clamp(0.0, 1.0 if dataset.bands == 3 else 65535 * datasets.MS_SCALE)
+            x_hat = e["x_hat"].clamp(0.0, 1.0 if dataset.bands in (3, 4) else 65535 * datasets.MS_SCALE)
             mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3)).double()
             mse_sum += mse.sum().item()
             psnr += (10 * torch.log10(1.0 / mse.clamp_min(1e-12))).tolist()
@@ -494,6 +516,7 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
     train_names = stream.dataset.names if args.source == "sar" else []
     model_id = args.model_id or ("multirate-sar-db" if args.source == "sar" else
                                  "multirate-ms16" if args.bands == 1 else
+                                 "multirate-rgbn8-v1" if args.source == "rgbn" else
                                  "multirate-rgb8-v2" if args.source == "mix" else "multirate-rgb8")
     if args.source == "mix" and model_id == "multirate-rgb8":
         raise SystemExit("--source mix exports need a new model id (default multirate-rgb8-v2), "
@@ -504,8 +527,9 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
         if old_id != model_id:
             raise SystemExit(f"--export {out_dir} holds model '{old_id}', not '{model_id}': refusing to overwrite")
     os.makedirs(out_dir, exist_ok=True)
-    scale = datasets.RGB_SCALE if args.bands == 3 else datasets.MS_SCALE
-    out_max = 255.0 if args.bands == 3 else 65535.0
+    eight_bit = args.bands in (3, 4)
+    scale = datasets.RGB_SCALE if eight_bit else datasets.MS_SCALE
+    out_max = 255.0 if eight_bit else 65535.0
     lam = torch.tensor([args.lambda_max], dtype=torch.float32)
 
     stages = model.downsampling.bit_length() - 1
@@ -599,8 +623,10 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
             "parameters": sum(p.numel() for p in model.parameters()),
         },
         "data": {"train": "EuroSAT RGB train split (eurosat_rgb_splits.csv)" if args.bands == 3
+                 else ("8-bit R, G, B, NIR scene crops and EuroSAT MS train chips (B4, B3, B2, B8 "
+                       f"stretched {test_ds.stretch} to 8 bit; data_mix)") if args.bands == 4
                  else "EuroSAT MS train split, 13 bands as separate samples (eurosat_ms_splits.csv)",
-                 "normalisation": "x / 255" if args.bands == 3 else "x / 16384 (nominal 14 bits)",
+                 "normalisation": "x / 255" if eight_bit else "x / 16384 (nominal 14 bits)",
                  "augmentation": f"random {args.crop}x{args.crop} crop, flips, 90-degree turns"}
                 if args.source not in ("sar", "scenes16") else {
                  "train": ("crops of 16-bit scene planes and EuroSAT MS train chips (data_mix)"),
@@ -619,17 +645,19 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
                  "normalisation": ("per window, as the codec maps a Float32 tile: (v - min) * 2^-e + 256, "
                                    "e the smallest integer >= -24 with (max - min) 2^-e <= 4096; then / 16384"),
                  "augmentation": f"random {args.crop}x{args.crop} crop, flips, 90-degree turns"},
-        "data_mix": None if args.source != "mix" else {
-            "description": (f"every {args.eurosat_every}th batch: {stream.eurosat_batch} EuroSAT RGB train "
+        "data_mix": None if args.source not in ("mix", "rgbn") else {
+            "description": (f"every {args.eurosat_every}th batch: {stream.eurosat_batch} EuroSAT "
+                            f"{'RGB' if args.source == 'mix' else 'MS RGBN'} train "
                             f"images at 64x64; other batches: {args.batch_size} crops of {args.crop}x{args.crop} "
                             "from large 8-bit scenes (group weights below, scenes by valid pixels within "
                             "a group); UInt16/Float32 cloud scenes stretched per scene 0.5..99.9 % to 8 bit"),
-            "group_weights": datasets.GROUP_WEIGHTS,
+            "group_weights": stream.group_weights,
             "scenes": [sc.describe() for sc in stream.scenes],
             "skipped_smaller_than_crop": stream.skipped,
-            "holdout_never_trained": list(datasets.HOLDOUT_SCENES),
-            "holdout_files_present": datasets.holdout_paths(args.data),
-            "nodata": "pixels with all three bands 0 (or alpha 0 for pix4d) have weight 0 in the MSE; "
+            "holdout_never_trained": list(datasets.HOLDOUT_SCENES) if args.source == "mix" else
+                [f"{datasets.NAIP_TRAIN} columns >= {datasets.VQ_NAIP_TEST_COLUMN}"],
+            "holdout_files_present": datasets.holdout_paths(args.data) if args.source == "mix" else None,
+            "nodata": "pixels with all bands 0 (or alpha 0 for pix4d) have weight 0 in the MSE; "
                       "crops > 50 % nodata are redrawn; the rate counts all pixels"},
         "data_mix_16bit": None if args.source != "scenes16" else {
             "description": (f"every {args.eurosat_every}th batch: {stream.eurosat_batch} EuroSAT MS train "
@@ -656,8 +684,8 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
         "rd_points": rd_points,
         "rd_points_holdout": holdout_points,
         "rd_points_holdout_note": None if holdout_points is None else (
-            f"fixed {datasets.HOLDOUT_EVAL_CROP}x{datasets.HOLDOUT_EVAL_CROP} crops of the hold-out scenes "
-            f"(datasets.{'holdout16_eval_crops' if args.source == 'scenes16' else 'holdout_eval_crops'}); "
+            f"fixed crops of the hold-out scenes (datasets."
+            f"{ {'scenes16': 'holdout16_eval_crops', 'rgbn': 'holdout_rgbn_eval_crops'}.get(args.source, 'holdout_eval_crops')}); "
             "bpp over all pixels, PSNR over valid pixels"),
         "rd_points_note": "EuroSAT test split, bpp = bits from likelihoods / pixels (all bands), "
                           "PSNR = mean over images of 10 log10(1 / MSE) on the normalised scale",
@@ -686,11 +714,13 @@ def export(model, args, out_dir, step, test_ds, rd_points, stream=None, holdout_
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    max_crop = 256 if args.source in ("mix", "scenes16") else 120 if args.source == "sar" else 64
+    max_crop = 256 if args.source in ("mix", "rgbn", "scenes16") else 120 if args.source == "sar" else 64
     if args.crop % 16 or args.crop > max_crop or args.crop < 16:
         raise SystemExit(f"--crop must be a multiple of 16 in 16..{max_crop}")
     if args.source == "mix" and args.bands != 3:
         raise SystemExit("--source mix is for --bands 3 only")
+    if args.source == "rgbn" and args.bands != 4:
+        raise SystemExit("--source rgbn is for --bands 4 only")
     if args.source in ("sar", "scenes16") and args.bands != 1:
         raise SystemExit(f"--source {args.source} is for --bands 1 only")
     if not (0 < args.lambda_min <= args.lambda_max):
@@ -727,6 +757,11 @@ def main(argv=None):
                                          args.eurosat_every)
         if not args.no_holdout_eval:
             holdout = datasets.holdout_eval_crops(args.data)
+    elif args.source == "rgbn":
+        stream = datasets.RgbnStream(args.data, train_ds, args.batch_size, args.crop, args.seed,
+                                     args.eurosat_every)
+        if not args.no_holdout_eval:
+            holdout = datasets.holdout_rgbn_eval_crops(args.data)
     elif args.source == "scenes16":
         stream = datasets.Scenes16Stream(args.data, train_ds, args.batch_size, args.crop, args.seed,
                                          args.eurosat_every)
@@ -744,14 +779,14 @@ def main(argv=None):
         config["demodulation"] = args.demodulation
     if args.downsampling != 16:
         config["downsampling"] = args.downsampling
-    if args.source in ("mix", "scenes16"):
+    if args.source in ("mix", "rgbn", "scenes16"):
         # Everything that changes the batch sequence: a resume with other values would not
         # continue the same stream.
         config.update({"batch_size": args.batch_size, "crop": args.crop,
                        "eurosat_every": args.eurosat_every, "seed": args.seed,
                        "scenes": stream.scene_names(),
-                       "group_weights": (datasets.GROUP_WEIGHTS if args.source == "mix"
-                                         else datasets.SCENES16_GROUP_WEIGHTS),
+                       "group_weights": (datasets.SCENES16_GROUP_WEIGHTS if args.source == "scenes16"
+                                         else stream.group_weights),
                        "init_from": os.path.normpath(args.init_from) if args.init_from else None})
     resumed = False
     if args.checkpoint and os.path.exists(args.checkpoint):
