@@ -176,13 +176,16 @@ def models_dir():
     return os.environ.get("NSAT_MODELS_DIR") or os.path.join(REPO, "models")
 
 
-def model_data_types(model):
-    """Data types a MULTIRATE model codes, from its card.json: Float32 when the card's sample
+def model_card(model):
+    """A MULTIRATE model's card.json. Raises when the model folder or its card is missing."""
+    with open(os.path.join(models_dir(), model, "card.json")) as f:
+        return json.load(f)
+
+
+def model_data_types(model, card):
+    """Data types a MULTIRATE model codes, from its card: Float32 when the card's sample
     domain is Float32 (the SAR dB model), else Byte when its synthesis clamps to [0, 255],
-    else UInt16/Int16. Raises when the model folder or its card is missing."""
-    path = os.path.join(models_dir(), model, "card.json")
-    with open(path) as f:
-        card = json.load(f)
+    else UInt16/Int16."""
     if card.get("codec") != "MULTIRATE":
         raise ValueError(f"{model} is a {card.get('codec')} model, not MULTIRATE")
     domain = str((card.get("data") or {}).get("sample_domain", ""))
@@ -195,18 +198,13 @@ def model_data_types(model):
     return ("UInt16", "Int16")
 
 
-def model_bands(model):
-    """The band count a MULTIRATE model codes jointly (its card's architecture.bands)."""
-    with open(os.path.join(models_dir(), model, "card.json")) as f:
-        return int(json.load(f)["architecture"]["bands"])
-
-
 MODEL_TYPES = {}  # model id -> data types it codes
 MODEL_BANDS = {}  # model id -> bands it codes jointly
 for _model in ARGS.model:
     try:
-        MODEL_TYPES[_model] = model_data_types(_model)
-        MODEL_BANDS[_model] = model_bands(_model)
+        _card = model_card(_model)
+        MODEL_TYPES[_model] = model_data_types(_model, _card)
+        MODEL_BANDS[_model] = int(_card["architecture"]["bands"])
     except (OSError, ValueError) as _error:
         sys.exit(f"--model {_model}: {_error}")
 
@@ -621,13 +619,11 @@ def load_scene(path, key, description, drop_nodata=False, window=None):
     drop_nodata: the copy has no nodata value (every pixel is coded and measured)."""
     info = gdal.Info(path, format="json")
     width, height = info["size"]
-    if window:
-        pass
-    elif ARGS.quick:
+    if window is None and ARGS.quick:
         w = min(QUICK_WINDOW, width)
         h = min(QUICK_WINDOW, height)
         window = [(width - w) // 2, (height - h) // 2, w, h]
-    else:
+    elif window is None:
         window = [0, 0, width, height]
     src = gdal.Translate("", path, format="MEM", srcWin=window,
                          **({"noData": "none"} if drop_nodata else {}))

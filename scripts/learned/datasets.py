@@ -274,6 +274,11 @@ def _read_bands(path: str, bands: Sequence[int]) -> np.ndarray:
     return arr
 
 
+def apply_byte_stretch(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """round(255 (a - lo) / (hi - lo)) clipped to 0..255, as uint8 (needs hi > lo)."""
+    return np.clip(np.round(255.0 * (a.astype(np.float64) - lo) / (hi - lo)), 0, 255).astype(np.uint8)
+
+
 def stretch_to_byte(arr: np.ndarray, valid: np.ndarray,
                     percentiles: Tuple[float, float] = STRETCH_PERCENTILES) -> Tuple[np.ndarray, float, float]:
     """Per-scene linear stretch (one lo/hi for all bands) of a UInt16/Float32 [C, H, W]."""
@@ -283,8 +288,7 @@ def stretch_to_byte(arr: np.ndarray, valid: np.ndarray,
     lo, hi = (float(v) for v in np.percentile(vals, percentiles))
     if hi <= lo:
         hi = lo + 1.0
-    out = np.clip(np.round(255.0 * (np.nan_to_num(a, nan=lo) - lo) / (hi - lo)), 0, 255).astype(np.uint8)
-    return out, lo, hi
+    return apply_byte_stretch(np.nan_to_num(a, nan=lo), lo, hi), lo, hi
 
 
 def holdout_paths(data: str) -> List[str]:
@@ -445,13 +449,16 @@ class MixedRgbStream(InterleavedStream):
 
     def __init__(self, data: str, eurosat, batch_size: int, crop: int, seed: int,
                  eurosat_every: int = 4):
-        self.scenes, self.skipped = load_scenes(data, crop, self.specs)
+        self.scenes, self.skipped = self._training_scenes(data, crop)
         self.eurosat = eurosat
         self.batch_size, self.crop, self.eurosat_every = batch_size, crop, eurosat_every
         self.eurosat_batch = batch_size * max(1, (crop // 64) ** 2)
         self.picker = ScenePicker(self.scenes, self.group_weights, [s.valid_pixels for s in self.scenes])
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.count = 0
+
+    def _training_scenes(self, data: str, crop: int):
+        return load_scenes(data, crop, self.specs)
 
     def scene_names(self) -> List[str]:
         return [s.name for s in self.scenes]
@@ -543,9 +550,9 @@ class EuroSatRgbn8:
         train = EuroSatMsBands(data, "train").tiles[:, list(EUROSAT_RGBN)]
         lo, hi = (float(v) for v in np.percentile(train, STRETCH_PERCENTILES))
         tiles = train if split == "train" else EuroSatMsBands(data, split).tiles[:, list(EUROSAT_RGBN)]
+        hi = max(hi, lo + 1.0)
         self.stretch = [lo, hi]
-        self.tiles = np.clip(np.round(255.0 * (tiles.astype(np.float64) - lo) / max(hi - lo, 1.0)),
-                             0, 255).astype(np.uint8)
+        self.tiles = apply_byte_stretch(tiles, lo, hi)
 
     def __len__(self) -> int:
         return self.tiles.shape[0]
@@ -564,14 +571,14 @@ class RgbnStream(MixedRgbStream):
     specs = RGBN_SPECS
     group_weights = RGBN_GROUP_WEIGHTS
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for s in self.scenes:
+    def _training_scenes(self, data: str, crop: int):
+        scenes, skipped = load_scenes(data, crop, self.specs)
+        for s in scenes:
             if s.name == NAIP_TRAIN:
                 s.img = np.ascontiguousarray(s.img[:, :, :VQ_NAIP_TEST_COLUMN])
                 s.valid = np.ascontiguousarray(s.valid[:, :VQ_NAIP_TEST_COLUMN])
                 s.valid_pixels = int(s.valid.sum())
-        self.picker = ScenePicker(self.scenes, self.group_weights, [s.valid_pixels for s in self.scenes])
+        return scenes, skipped
 
 
 RGBN_HOLDOUT_CROP = 224
@@ -759,7 +766,7 @@ def _naip(data: str) -> np.ndarray:
 def _stretch_scene(arr: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(arr[:, np.any(arr > 0, axis=0)], STRETCH_PERCENTILES)
     hi = max(hi, lo + 1.0)
-    return np.clip(np.round(255.0 * (arr.astype(np.float64) - lo) / (hi - lo)), 0, 255).astype(np.uint8)
+    return apply_byte_stretch(arr, lo, hi)
 
 
 def vq_training_images(data: str, source: str) -> List[np.ndarray]:
